@@ -1,0 +1,550 @@
+"""The consume, validate, batch, write loop that every ingestor shares.
+
+A sink stores the rows *and* the next offset of every partition in one atomic step
+(PostgreSQL: one transaction; lake: files plus a commit marker). The loop never trusts
+Kafka's committed offsets for correctness: on start and on every assignment it asks the
+sink where each partition stands and seeks there, so a crash at any point loses and
+duplicates nothing (Kafka's recipe for exactly-once into an external store). Offsets are
+also committed to Kafka after each write, only so that standard tools show the group's lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol
+
+from antenna_elt.contract import Event, parse
+from antenna_elt.errors import UserError
+
+log = logging.getLogger("antenna_elt.ingest")
+
+# (timestamp, id, antenna_id, bytes, app, partition, offset)
+Row = tuple[int, str, str, int, str, int, int]
+# (partition, offset, raw value, reason)
+RejectRow = tuple[int, int, bytes | None, str]
+
+
+@dataclass
+class Batch:
+    """Validated events and rejects of one topic, with the offset range per partition."""
+
+    topic: str
+    rows: list[Row] = field(default_factory=list)
+    rejects: list[RejectRow] = field(default_factory=list)
+    first_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.rejects)
+
+
+class StaleBatch(Exception):
+    """The sink already holds some of these offsets (another consumer, or a write whose
+    commit was acknowledged too late to see). Nothing was written; re-seek and go on."""
+
+
+class SinkUnavailable(Exception):
+    """The sink cannot be reached right now; the same batch is retried after a backoff."""
+
+
+class Sink(Protocol):
+    """Where a batch lands. ``write`` is atomic: rows, rejects and next offsets together."""
+
+    description: str
+
+    def setup(self) -> None: ...
+
+    def stored_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Next offset to read per partition; partitions never written are absent."""
+        ...
+
+    def write(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LoopOptions:
+    topic: str
+    group_id: str
+    bootstrap_servers: str
+    batch_size: int = 20_000
+    """Flush when a batch holds this many messages."""
+    max_latency: float = 1.0
+    """Flush when the oldest message of a batch is this many seconds old."""
+    until_caught_up: bool = False
+    """Stop once every partition has reached the end offset it had at start."""
+    max_messages: int | None = None
+    """Stop after this many messages (events plus rejects)."""
+    log_interval: float = 10.0
+    """Seconds between progress lines (rate, lag)."""
+    idle_timeout: float | None = None
+    """With until_caught_up: give up after this many seconds without reaching the end."""
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    rejects: int = 0
+    batches: int = 0
+    stale_batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def messages(self) -> int:
+        return self.events + self.rejects
+
+
+class _Listener:
+    """Rebalance callbacks run on kafka-python's IO thread: only record what changed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.to_seek: set[Any] = set()
+        self.revoked: set[Any] = set()
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        with self.lock:
+            self.to_seek.update(assigned)
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        with self.lock:
+            self.revoked.update(revoked)
+            self.to_seek.difference_update(revoked)
+
+    def take(self) -> tuple[set[Any], set[Any]]:
+        with self.lock:
+            to_seek, revoked = self.to_seek, self.revoked
+            self.to_seek, self.revoked = set(), set()
+        return to_seek, revoked
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(30, 2 ** min(attempt, 5)))
+
+
+class IngestLoop:
+    """Consume ``options.topic`` and land every message in ``sink`` exactly once."""
+
+    def __init__(
+        self, sink: Sink, options: LoopOptions, consumer_factory: Callable[..., Any] | None = None
+    ):
+        self.sink = sink
+        self.options = options
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._consumer_factory = consumer_factory
+        self._consumer: Any = None
+        self._listener = _Listener()
+        # next offset we expect per partition: records below it are already in the sink
+        self._expected: dict[int, int] = {}
+        self._end_targets: dict[int, int] | None = None
+        self._last_log = time.monotonic()
+        self._last_log_messages = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested: flushing the current batch, then exiting")
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def _connect(self) -> Any:
+        from kafka import KafkaConsumer
+        from kafka.errors import NoBrokersAvailable
+
+        factory = self._consumer_factory or KafkaConsumer
+        attempt = 0
+        while True:
+            try:
+                consumer = factory(
+                    bootstrap_servers=self.options.bootstrap_servers.split(","),
+                    group_id=self.options.group_id,
+                    client_id=f"antenna-elt-{self.options.group_id}",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=5000,
+                    fetch_max_bytes=64 * 1024 * 1024,
+                    max_partition_fetch_bytes=16 * 1024 * 1024,
+                    fetch_min_bytes=1,
+                    fetch_max_wait_ms=200,
+                    check_crcs=False,
+                )
+            except NoBrokersAvailable:
+                bounded = self.options.until_caught_up or self.options.max_messages is not None
+                if bounded or self._stop.is_set():
+                    raise UserError(
+                        f"Kafka at {self.options.bootstrap_servers} is unreachable; "
+                        "start it with `make up` or set KAFKA_BOOTSTRAP_SERVERS"
+                    ) from None
+                wait = _backoff(attempt)
+                log.warning(
+                    "Kafka at %s unreachable; retrying in %.0f s (start it with `make up` "
+                    "or set KAFKA_BOOTSTRAP_SERVERS)",
+                    self.options.bootstrap_servers,
+                    wait,
+                )
+                attempt += 1
+                self._stop.wait(wait)
+                continue
+            consumer.subscribe([self.options.topic], listener=self._listener)
+            return consumer
+
+    def run(self) -> Stats:
+        """Run until stopped (signal, --max-messages or --until-caught-up)."""
+        self.sink.setup()
+        self._consumer = self._connect()
+        log.info(
+            "consuming %s from %s as group %s into %s (batch %d messages or %.1f s)",
+            self.options.topic,
+            self.options.bootstrap_servers,
+            self.options.group_id,
+            self.sink.description,
+            self.options.batch_size,
+            self.options.max_latency,
+        )
+        if self.options.until_caught_up:
+            self._end_targets = self._topic_end_offsets()
+            log.info(
+                "bounded run: stopping at end offsets %s (%d messages in the topic)",
+                self._end_targets,
+                sum(self._end_targets.values()),
+            )
+        batch = Batch(self.options.topic)
+        last_progress = time.monotonic()
+        try:
+            while True:
+                if self._stop.is_set():
+                    break
+                remaining = self._remaining_budget()
+                if remaining == 0:
+                    break
+                timeout_ms = self._poll_timeout_ms(batch)
+                records = self._consumer.poll(
+                    timeout_ms=timeout_ms,
+                    max_records=min(remaining, 5000) if remaining is not None else None,
+                )
+                self._handle_rebalance(batch)
+                added = self._add_records(batch, records)
+                if added:
+                    last_progress = time.monotonic()
+                if self._should_flush(batch):
+                    self._flush(batch)
+                    batch = Batch(self.options.topic)
+                self._maybe_log_progress()
+                if self._caught_up(batch):
+                    log.info("caught up with the end offsets seen at start")
+                    break
+                idle = self.options.idle_timeout
+                if idle is not None and time.monotonic() - last_progress > idle:
+                    raise UserError(
+                        f"no progress for {idle:.0f} s while catching up with "
+                        f"{self.options.topic}; is Kafka at {self.options.bootstrap_servers} up?"
+                    )
+            if len(batch):
+                self._flush(batch)
+        finally:
+            self._close()
+        self._log_summary()
+        return self.stats
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _remaining_budget(self) -> int | None:
+        if self.options.max_messages is None:
+            return None
+        return max(0, self.options.max_messages - self.stats.messages - self._pending)
+
+    _pending = 0
+
+    def _poll_timeout_ms(self, batch: Batch) -> int:
+        if not len(batch):
+            return 500
+        left = self.options.max_latency - (time.monotonic() - batch.started)
+        return max(0, min(500, int(left * 1000)))
+
+    def _topic_end_offsets(self) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        deadline = time.monotonic() + 60
+        while True:
+            parts = self._consumer.partitions_for_topic(self.options.topic)
+            if parts:
+                tps = [TopicPartition(self.options.topic, p) for p in sorted(parts)]
+                ends = self._consumer.end_offsets(tps)
+                return {tp.partition: off for tp, off in ends.items()}
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"topic {self.options.topic!r} not found at {self.options.bootstrap_servers}; "
+                    "create it (`make up` creates `devices`) or pass --topic"
+                )
+            time.sleep(0.5)
+
+    def _handle_rebalance(self, batch: Batch) -> None:
+        to_seek, revoked = self._listener.take()
+        for tp in revoked:
+            self._expected.pop(tp.partition, None)
+            self._drop_partition(batch, tp.partition)
+        if not to_seek:
+            return
+        stored = self._stored_offsets_with_retry([tp.partition for tp in to_seek])
+        for tp in sorted(to_seek, key=lambda t: t.partition):
+            self._drop_partition(batch, tp.partition)
+            if tp.partition in stored:
+                self._consumer.seek(tp, stored[tp.partition])
+                self._expected[tp.partition] = stored[tp.partition]
+            else:
+                self._consumer.seek_to_beginning(tp)
+                self._expected[tp.partition] = 0
+        log.info(
+            "assigned partitions %s; resuming at stored offsets %s",
+            sorted(tp.partition for tp in to_seek),
+            {p: stored.get(p, "beginning") for p in sorted(tp.partition for tp in to_seek)},
+        )
+
+    def _drop_partition(self, batch: Batch, partition: int) -> None:
+        """Forget buffered messages of a partition (they will be read again)."""
+        if partition not in batch.first_offsets:
+            return
+        batch.rows = [r for r in batch.rows if r[5] != partition]
+        batch.rejects = [r for r in batch.rejects if r[0] != partition]
+        del batch.first_offsets[partition]
+        del batch.next_offsets[partition]
+        self._pending = len(batch)
+
+    def _add_records(self, batch: Batch, records: dict[Any, list[Any]]) -> int:
+        added = 0
+        rows_append = batch.rows.append
+        rejects_append = batch.rejects.append
+        for tp, messages in records.items():
+            partition = tp.partition
+            expected = self._expected.get(partition)
+            if expected is None:
+                # assigned but not yet seeked (the callback landed after this fetch)
+                continue
+            for msg in messages:
+                offset = msg.offset
+                if offset < expected:
+                    continue  # already in the sink
+                value = msg.value
+                result = parse(value)
+                if type(result) is Event:
+                    rows_append(
+                        (
+                            result.timestamp,
+                            result.id,
+                            result.antenna_id,
+                            result.bytes,
+                            result.app,
+                            partition,
+                            offset,
+                        )
+                    )
+                else:
+                    rejects_append((partition, offset, value, result.reason))  # type: ignore[union-attr]
+                if partition not in batch.first_offsets:
+                    batch.first_offsets[partition] = offset
+                expected = offset + 1
+                added += 1
+            self._expected[partition] = expected
+            if partition in batch.first_offsets:
+                batch.next_offsets[partition] = expected
+        if added and not batch.started:
+            batch.started = time.monotonic()
+        self._pending = len(batch)
+        return added
+
+    def _should_flush(self, batch: Batch) -> bool:
+        if not len(batch):
+            return False
+        if len(batch) >= self.options.batch_size:
+            return True
+        if time.monotonic() - batch.started >= self.options.max_latency:
+            return True
+        if self._remaining_budget() == 0:
+            return True
+        return self._end_targets is not None and self._reached_targets(batch.next_offsets)
+
+    def _flush(self, batch: Batch) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.sink.write(batch)
+                break
+            except StaleBatch as exc:
+                self.stats.stale_batches += 1
+                log.warning("%s; re-reading from the stored offsets", exc)
+                self._reseek(batch.first_offsets)
+                self._pending = 0
+                return
+            except SinkUnavailable as exc:
+                if self._stop.is_set():
+                    log.warning(
+                        "stopping with %d unwritten messages (%s); they are read again on "
+                        "the next start",
+                        len(batch),
+                        exc,
+                    )
+                    self._pending = 0
+                    return
+                wait = _backoff(attempt)
+                log.warning(
+                    "%s unavailable (%s); retrying in %.0f s", self.sink.description, exc, wait
+                )
+                attempt += 1
+                self._keep_group_alive(wait)
+        if attempt:
+            log.info("%s is back; batch written", self.sink.description)
+        self.stats.events += len(batch.rows)
+        self.stats.rejects += len(batch.rejects)
+        self.stats.batches += 1
+        self._pending = 0
+        self._commit_to_kafka(batch.next_offsets)
+
+    def _keep_group_alive(self, seconds: float) -> None:
+        """Wait without breaking the group: paused polls keep the consumer a member."""
+        deadline = time.monotonic() + seconds
+        assigned = list(self._consumer.assignment())
+        self._consumer.pause(*assigned)
+        try:
+            while time.monotonic() < deadline and not self._stop.is_set():
+                self._consumer.poll(timeout_ms=200)
+        finally:
+            self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])
+
+    def _reseek(self, partitions: Iterable[int]) -> None:
+        from kafka import TopicPartition
+
+        owned = {tp.partition: tp for tp in self._consumer.assignment()}
+        wanted = [p for p in partitions if p in owned]
+        stored = self._stored_offsets_with_retry(wanted)
+        for p in wanted:
+            tp = owned[p]
+            if p in stored:
+                self._consumer.seek(tp, stored[p])
+                self._expected[p] = stored[p]
+            else:
+                self._consumer.seek_to_beginning(TopicPartition(self.options.topic, p))
+                self._expected[p] = 0
+
+    def _stored_offsets_with_retry(self, partitions: list[int]) -> dict[int, int]:
+        attempt = 0
+        while True:
+            try:
+                return self.sink.stored_offsets(self.options.topic, partitions)
+            except SinkUnavailable as exc:
+                wait = _backoff(attempt)
+                log.warning(
+                    "%s unavailable while reading stored offsets (%s); retrying in %.0f s",
+                    self.sink.description,
+                    exc,
+                    wait,
+                )
+                attempt += 1
+                if self._stop.wait(wait):
+                    raise UserError(
+                        f"stopped while {self.sink.description} was unavailable"
+                    ) from None
+
+    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+        """Mirror the sink's offsets to Kafka for lag tools; failures are harmless."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        offsets = {
+            TopicPartition(self.options.topic, p): OffsetAndMetadata(o, "", -1)
+            for p, o in next_offsets.items()
+            if p in owned
+        }
+        if offsets:
+            try:
+                self._consumer.commit_async(offsets=offsets, callback=lambda *_: None)
+            except Exception as exc:
+                log.debug("informational Kafka offset commit failed: %s", exc)
+
+    def _reached_targets(self, pending_next: dict[int, int] | None = None) -> bool:
+        if self._end_targets is None:
+            return False
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        if not owned:
+            return False
+        for p in owned:
+            target = self._end_targets.get(p, 0)
+            position = self._expected.get(p)
+            if position is None:
+                return False
+            if pending_next is not None and p in pending_next:
+                position = pending_next[p]
+            if position < target:
+                return False
+        return True
+
+    def _caught_up(self, batch: Batch) -> bool:
+        return self._end_targets is not None and not len(batch) and self._reached_targets()
+
+    def _maybe_log_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < self.options.log_interval:
+            return
+        interval = now - self._last_log
+        done = self.stats.messages
+        rate = (done - self._last_log_messages) / interval if interval else 0.0
+        self._last_log, self._last_log_messages = now, done
+        log.info(
+            "ingested %d events, %d rejects (%.0f msg/s over the last %.0f s); lag %s",
+            self.stats.events,
+            self.stats.rejects,
+            rate,
+            interval,
+            self._lag_text(),
+        )
+
+    def _lag_text(self) -> str:
+        try:
+            assigned = list(self._consumer.assignment())
+            if not assigned:
+                return "unknown (no partitions assigned yet)"
+            ends = self._consumer.end_offsets(assigned, timeout_ms=5000)
+        except Exception as exc:
+            return f"unknown (Kafka unreachable: {type(exc).__name__}; the client keeps retrying)"
+        total = 0
+        parts = []
+        for tp in sorted(assigned, key=lambda t: t.partition):
+            lag = max(0, ends.get(tp, 0) - self._expected.get(tp.partition, 0))
+            total += lag
+            parts.append(f"p{tp.partition}={lag}")
+        return f"{total} messages ({', '.join(parts)})"
+
+    def _log_summary(self) -> None:
+        elapsed = time.monotonic() - self.stats.started
+        rate = self.stats.messages / elapsed if elapsed else 0.0
+        log.info(
+            "done: %d events and %d rejects in %d batches, %.1f s (%.0f msg/s)",
+            self.stats.events,
+            self.stats.rejects,
+            self.stats.batches,
+            elapsed,
+            rate,
+        )
+
+    def _close(self) -> None:
+        try:
+            if self._consumer is not None:
+                self._consumer.close(autocommit=False)
+        finally:
+            self.sink.close()

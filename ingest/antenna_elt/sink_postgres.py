@@ -1,0 +1,226 @@
+"""PostgreSQL sink: rows, rejects and next offsets in one transaction, written with COPY."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from antenna_elt.consume import Batch, SinkUnavailable, StaleBatch
+
+log = logging.getLogger("antenna_elt.ingest.postgres")
+
+DDL = """
+create schema if not exists {schema};
+
+create table if not exists {schema}.device_usage (
+    event_time      timestamptz not null,
+    id              uuid        not null,
+    antenna_id      uuid        not null,
+    bytes           bigint      not null check (bytes >= 0),
+    app             text        not null,
+    kafka_topic     text        not null,
+    kafka_partition integer     not null,
+    kafka_offset    bigint      not null,
+    ingested_at     timestamptz not null default now(),
+    primary key (kafka_topic, kafka_partition, kafka_offset)
+);
+create index if not exists device_usage_event_time_idx on {schema}.device_usage (event_time);
+comment on table {schema}.device_usage is
+    'Valid events of the devices topic, one row per Kafka offset (antenna-elt ingest postgres).';
+
+create table if not exists {schema}.device_usage_rejects (
+    kafka_topic     text        not null,
+    kafka_partition integer     not null,
+    kafka_offset    bigint      not null,
+    raw_value       bytea,
+    reason          text        not null,
+    ingested_at     timestamptz not null default now(),
+    primary key (kafka_topic, kafka_partition, kafka_offset)
+);
+comment on table {schema}.device_usage_rejects is
+    'Messages that break the event contract, with the reason (antenna-elt ingest postgres).';
+
+create table if not exists {schema}.ingest_offsets (
+    consumer_group  text        not null,
+    topic           text        not null,
+    partition       integer     not null,
+    next_offset     bigint      not null,
+    updated_at      timestamptz not null default now(),
+    primary key (consumer_group, topic, partition)
+);
+comment on table {schema}.ingest_offsets is
+    'Next Kafka offset per partition, written in the same transaction as the rows.';
+"""
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown) or (
+        isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc)
+    )
+
+
+class PostgresSink:
+    """Land batches in ``<schema>.device_usage`` and ``<schema>.device_usage_rejects``."""
+
+    def __init__(self, conninfo: str, schema: str, consumer_group: str):
+        # libpq also reads PGPASSWORD, PGSSLMODE, ... from the environment itself
+        self.conninfo = conninfo
+        self.schema = schema
+        self.group = consumer_group
+        self.description = f"PostgreSQL {schema}.device_usage"
+        self._conn: Any = None
+        self._time_cache: dict[int, datetime] = {}
+
+    # -- connection --------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            self._conn = psycopg.connect(
+                self.conninfo,
+                autocommit=False,
+                connect_timeout=5,
+                application_name=f"antenna-elt {self.group}",
+            )
+        except psycopg.OperationalError as exc:
+            raise SinkUnavailable(str(exc).strip().splitlines()[0]) from exc
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    # -- Sink protocol ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        import psycopg
+
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(DDL.format(schema=self.schema))
+        except SinkUnavailable as exc:
+            from antenna_elt.errors import UserError
+
+            raise UserError(
+                f"cannot reach PostgreSQL ({self.conninfo}): {exc}; start it with `make up` "
+                "or set PGHOST/PGPORT/PGUSER/PGDATABASE"
+            ) from None
+        except psycopg.Error as exc:
+            from antenna_elt.errors import UserError
+
+            raise UserError(
+                f"cannot create the landing tables in schema {self.schema!r}: {exc}"
+            ) from None
+
+    def stored_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        parts = list(partitions)
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                rows = conn.execute(
+                    f"select partition, next_offset from {self.schema}.ingest_offsets "
+                    "where consumer_group = %s and topic = %s and partition = any(%s)",
+                    (self.group, topic, parts),
+                ).fetchall()
+        except Exception as exc:
+            if _is_unavailable(exc):
+                self._drop_connection()
+                raise SinkUnavailable(
+                    str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+                ) from exc
+            raise
+        return {int(p): int(o) for p, o in rows}
+
+    def write(self, batch: Batch) -> None:
+        import psycopg
+
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                self._check_offsets(conn, batch)
+                self._copy(conn, batch)
+                self._store_offsets(conn, batch)
+        except StaleBatch:
+            raise
+        except psycopg.errors.UniqueViolation as exc:
+            raise StaleBatch(f"offsets already stored ({exc.diag.message_detail})") from exc
+        except Exception as exc:
+            if _is_unavailable(exc):
+                self._drop_connection()
+                msg = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+                raise SinkUnavailable(msg) from exc
+            raise
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _check_offsets(self, conn: Any, batch: Batch) -> None:
+        stored = dict(
+            conn.execute(
+                f"select partition, next_offset from {self.schema}.ingest_offsets "
+                "where consumer_group = %s and topic = %s and partition = any(%s) for update",
+                (self.group, batch.topic, list(batch.first_offsets)),
+            ).fetchall()
+        )
+        for partition, first in batch.first_offsets.items():
+            if partition in stored and stored[partition] > first:
+                raise StaleBatch(
+                    f"partition {partition} is already stored up to offset {stored[partition]} "
+                    f"but this batch starts at {first}"
+                )
+
+    def _event_time(self, ts: int) -> datetime:
+        cache = self._time_cache
+        value = cache.get(ts)
+        if value is None:
+            if len(cache) > 100_000:
+                cache.clear()
+            value = cache[ts] = datetime.fromtimestamp(ts, UTC)
+        return value
+
+    def _copy(self, conn: Any, batch: Batch) -> None:
+        topic = batch.topic
+        event_time = self._event_time
+        with conn.cursor() as cur:
+            if batch.rows:
+                with cur.copy(
+                    f"copy {self.schema}.device_usage "
+                    "(event_time, id, antenna_id, bytes, app, kafka_topic, kafka_partition, kafka_offset) "
+                    "from stdin"
+                ) as copy:
+                    write_row = copy.write_row
+                    for ts, device, antenna, nbytes, app, partition, offset in batch.rows:
+                        write_row(
+                            (event_time(ts), device, antenna, nbytes, app, topic, partition, offset)
+                        )
+            if batch.rejects:
+                with cur.copy(
+                    f"copy {self.schema}.device_usage_rejects "
+                    "(kafka_topic, kafka_partition, kafka_offset, raw_value, reason) from stdin"
+                ) as copy:
+                    for partition, offset, value, reason in batch.rejects:
+                        copy.write_row((topic, partition, offset, value, reason))
+
+    def _store_offsets(self, conn: Any, batch: Batch) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"insert into {self.schema}.ingest_offsets "
+                "(consumer_group, topic, partition, next_offset, updated_at) "
+                "values (%s, %s, %s, %s, now()) "
+                "on conflict (consumer_group, topic, partition) do update "
+                "set next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+                [(self.group, batch.topic, p, o) for p, o in sorted(batch.next_offsets.items())],
+            )
