@@ -10,16 +10,20 @@ also committed to Kafka after each write, only so that standard tools show the g
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from antenna_elt.contract import Event, parse
+from antenna_elt.contract import parse
 from antenna_elt.errors import UserError
 
 log = logging.getLogger("antenna_elt.ingest")
@@ -32,17 +36,35 @@ RejectRow = tuple[int, int, bytes | None, str]
 
 @dataclass
 class Batch:
-    """Validated events and rejects of one topic, with the offset range per partition."""
+    """Raw messages of one topic, in offset order per partition, with the offset range
+    of every partition. The sink validates them (:meth:`split`) where it writes them, so
+    that validation runs in the writer, beside the consumer rather than after it."""
 
     topic: str
-    rows: list[Row] = field(default_factory=list)
-    rejects: list[RejectRow] = field(default_factory=list)
+    messages: list[tuple[int, int, bytes | None]] = field(default_factory=list)
+    """(partition, offset, value)"""
     first_offsets: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
     started: float = 0.0
+    value_bytes: int = 0
+    """Sum of the message values' sizes (for size-based flushing)."""
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return len(self.messages)
+
+    def split(self) -> tuple[list[Row], list[RejectRow]]:
+        """Validate every message: events as rows, contract breakers as rejects."""
+        rows: list[Row] = []
+        rejects: list[RejectRow] = []
+        rows_append = rows.append
+        rejects_append = rejects.append
+        for partition, offset, value in self.messages:
+            result = parse(value)
+            if type(result) is tuple:
+                rows_append((*result, partition, offset))
+            else:
+                rejects_append((partition, offset, value, result))  # type: ignore[arg-type]
+        return rows, rejects
 
 
 class StaleBatch(Exception):
@@ -55,7 +77,8 @@ class SinkUnavailable(Exception):
 
 
 class Sink(Protocol):
-    """Where a batch lands. ``write`` is atomic: rows, rejects and next offsets together."""
+    """Where a batch lands. ``write`` is atomic: rows, rejects and next offsets together;
+    it returns how many events and rejects it wrote."""
 
     description: str
 
@@ -65,7 +88,7 @@ class Sink(Protocol):
         """Next offset to read per partition; partitions never written are absent."""
         ...
 
-    def write(self, batch: Batch) -> None: ...
+    def write(self, batch: Batch) -> tuple[int, int]: ...
 
     def close(self) -> None: ...
 
@@ -79,6 +102,8 @@ class LoopOptions:
     """Flush when a batch holds this many messages."""
     max_latency: float = 1.0
     """Flush when the oldest message of a batch is this many seconds old."""
+    max_batch_bytes: int | None = None
+    """Flush when the message values of a batch add up to this many bytes."""
     until_caught_up: bool = False
     """Stop once every partition has reached the end offset it had at start."""
     max_messages: int | None = None
@@ -102,28 +127,59 @@ class Stats:
         return self.events + self.rejects
 
 
-class _Listener:
-    """Rebalance callbacks run on kafka-python's IO thread: only record what changed."""
+def _make_listener() -> Any:
+    from kafka import ConsumerRebalanceListener
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.to_seek: set[Any] = set()
-        self.revoked: set[Any] = set()
+    class _Listener(ConsumerRebalanceListener):
+        """Rebalance callbacks run on kafka-python's IO thread: only record what changed."""
 
-    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        with self.lock:
-            self.to_seek.update(assigned)
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.to_seek: set[Any] = set()
+            self.revoked: set[Any] = set()
 
-    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        with self.lock:
-            self.revoked.update(revoked)
-            self.to_seek.difference_update(revoked)
+        def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            with self.lock:
+                self.to_seek.update(assigned)
 
-    def take(self) -> tuple[set[Any], set[Any]]:
-        with self.lock:
-            to_seek, revoked = self.to_seek, self.revoked
-            self.to_seek, self.revoked = set(), set()
-        return to_seek, revoked
+        def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            with self.lock:
+                self.revoked.update(revoked)
+                self.to_seek.difference_update(revoked)
+
+        def take(self) -> tuple[set[Any], set[Any]]:
+            with self.lock:
+                to_seek, revoked = self.to_seek, self.revoked
+                self.to_seek, self.revoked = set(), set()
+            return to_seek, revoked
+
+    return _Listener()
+
+
+# -- the writer process ----------------------------------------------------------------
+# kafka-python decodes records in Python, so consuming takes a whole core. Validation and
+# the sink's writes run in one separate process, on a batch while the next is consumed.
+
+_WRITER_SINK: Sink | None = None
+
+
+def _writer_init(sink_factory: Callable[[], Sink]) -> None:
+    global _WRITER_SINK
+    # the parent coordinates shutdown; die with it if it is killed (kill -9), so no
+    # orphan keeps a transaction open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:  # not Linux: the writer still exits when the parent closes the pool
+        pass
+    _WRITER_SINK = sink_factory()
+
+
+def _writer_write(batch: Batch) -> tuple[int, int]:
+    assert _WRITER_SINK is not None, "writer process not initialised"
+    return _WRITER_SINK.write(batch)
 
 
 def _backoff(attempt: int) -> float:
@@ -134,20 +190,39 @@ class IngestLoop:
     """Consume ``options.topic`` and land every message in ``sink`` exactly once."""
 
     def __init__(
-        self, sink: Sink, options: LoopOptions, consumer_factory: Callable[..., Any] | None = None
+        self,
+        sink_factory: Callable[[], Sink],
+        options: LoopOptions,
+        consumer_factory: Callable[..., Any] | None = None,
     ):
-        self.sink = sink
+        """``sink_factory`` must be picklable (a class, or functools.partial of one): the
+        writer process builds its own sink with it."""
+        self.sink_factory = sink_factory
+        self.sink = sink_factory()
         self.options = options
         self.stats = Stats()
         self._stop = threading.Event()
         self._consumer_factory = consumer_factory
         self._consumer: Any = None
-        self._listener = _Listener()
+        self._listener = _make_listener()
         # next offset we expect per partition: records below it are already in the sink
         self._expected: dict[int, int] = {}
         self._end_targets: dict[int, int] | None = None
         self._last_log = time.monotonic()
         self._last_log_messages = 0
+        self._batch = Batch(options.topic)
+        self._inflight: tuple[Batch, Future[tuple[int, int]]] | None = None
+        self._writer = self._new_writer()
+        self._abandoned = False
+        self._committed: dict[int, int] = {}
+
+    def _new_writer(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_writer_init,
+            initargs=(self.sink_factory,),
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -165,7 +240,7 @@ class IngestLoop:
 
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
-        from kafka.errors import NoBrokersAvailable
+        from kafka.errors import KafkaTimeoutError
 
         factory = self._consumer_factory or KafkaConsumer
         attempt = 0
@@ -184,7 +259,7 @@ class IngestLoop:
                     fetch_max_wait_ms=200,
                     check_crcs=False,
                 )
-            except NoBrokersAvailable:
+            except KafkaTimeoutError:  # kafka-python 3: 'Unable to bootstrap from ...'
                 bounded = self.options.until_caught_up or self.options.max_messages is not None
                 if bounded or self._stop.is_set():
                     raise UserError(
@@ -224,29 +299,23 @@ class IngestLoop:
                 self._end_targets,
                 sum(self._end_targets.values()),
             )
-        batch = Batch(self.options.topic)
         last_progress = time.monotonic()
         try:
-            while True:
-                if self._stop.is_set():
-                    break
+            while not self._stop.is_set():
                 remaining = self._remaining_budget()
                 if remaining == 0:
                     break
-                timeout_ms = self._poll_timeout_ms(batch)
                 records = self._consumer.poll(
-                    timeout_ms=timeout_ms,
+                    timeout_ms=self._poll_timeout_ms(),
                     max_records=min(remaining, 5000) if remaining is not None else None,
                 )
-                self._handle_rebalance(batch)
-                added = self._add_records(batch, records)
-                if added:
+                self._handle_rebalance()
+                if self._add_records(self._batch, records):
                     last_progress = time.monotonic()
-                if self._should_flush(batch):
-                    self._flush(batch)
-                    batch = Batch(self.options.topic)
+                if self._should_flush(self._batch):
+                    self._submit()
                 self._maybe_log_progress()
-                if self._caught_up(batch):
+                if self._caught_up():
                     log.info("caught up with the end offsets seen at start")
                     break
                 idle = self.options.idle_timeout
@@ -255,8 +324,9 @@ class IngestLoop:
                         f"no progress for {idle:.0f} s while catching up with "
                         f"{self.options.topic}; is Kafka at {self.options.bootstrap_servers} up?"
                     )
-            if len(batch):
-                self._flush(batch)
+            if len(self._batch):
+                self._submit()
+            self._settle()
         finally:
             self._close()
         self._log_summary()
@@ -267,14 +337,13 @@ class IngestLoop:
     def _remaining_budget(self) -> int | None:
         if self.options.max_messages is None:
             return None
-        return max(0, self.options.max_messages - self.stats.messages - self._pending)
+        inflight = len(self._inflight[0]) if self._inflight else 0
+        return max(0, self.options.max_messages - self.stats.messages - len(self._batch) - inflight)
 
-    _pending = 0
-
-    def _poll_timeout_ms(self, batch: Batch) -> int:
-        if not len(batch):
+    def _poll_timeout_ms(self) -> int:
+        if not len(self._batch):
             return 500
-        left = self.options.max_latency - (time.monotonic() - batch.started)
+        left = self.options.max_latency - (time.monotonic() - self._batch.started)
         return max(0, min(500, int(left * 1000)))
 
     def _topic_end_offsets(self) -> dict[int, int]:
@@ -294,42 +363,49 @@ class IngestLoop:
                 )
             time.sleep(0.5)
 
-    def _handle_rebalance(self, batch: Batch) -> None:
+    def _handle_rebalance(self) -> None:
         to_seek, revoked = self._listener.take()
+        if not to_seek and not revoked:
+            return
+        # the stored offsets must include the batch being written before we read them
+        self._settle()
         for tp in revoked:
             self._expected.pop(tp.partition, None)
-            self._drop_partition(batch, tp.partition)
+            self._drop_partition(self._batch, tp.partition)
         if not to_seek:
             return
         stored = self._stored_offsets_with_retry([tp.partition for tp in to_seek])
         for tp in sorted(to_seek, key=lambda t: t.partition):
-            self._drop_partition(batch, tp.partition)
-            if tp.partition in stored:
-                self._consumer.seek(tp, stored[tp.partition])
-                self._expected[tp.partition] = stored[tp.partition]
-            else:
-                self._consumer.seek_to_beginning(tp)
-                self._expected[tp.partition] = 0
+            self._drop_partition(self._batch, tp.partition)
+            self._seek(tp, stored.get(tp.partition))
         log.info(
             "assigned partitions %s; resuming at stored offsets %s",
             sorted(tp.partition for tp in to_seek),
             {p: stored.get(p, "beginning") for p in sorted(tp.partition for tp in to_seek)},
         )
 
-    def _drop_partition(self, batch: Batch, partition: int) -> None:
+    def _seek(self, tp: Any, offset: int | None) -> None:
+        if offset is None:
+            self._consumer.seek_to_beginning(tp)
+            self._expected[tp.partition] = 0
+        else:
+            self._consumer.seek(tp, offset)
+            self._expected[tp.partition] = offset
+
+    @staticmethod
+    def _drop_partition(batch: Batch, partition: int) -> None:
         """Forget buffered messages of a partition (they will be read again)."""
         if partition not in batch.first_offsets:
             return
-        batch.rows = [r for r in batch.rows if r[5] != partition]
-        batch.rejects = [r for r in batch.rejects if r[0] != partition]
+        batch.messages = [m for m in batch.messages if m[0] != partition]
         del batch.first_offsets[partition]
         del batch.next_offsets[partition]
-        self._pending = len(batch)
 
     def _add_records(self, batch: Batch, records: dict[Any, list[Any]]) -> int:
         added = 0
-        rows_append = batch.rows.append
-        rejects_append = batch.rejects.append
+        append = batch.messages.append
+        first_offsets = batch.first_offsets
+        size = 0
         for tp, messages in records.items():
             partition = tp.partition
             expected = self._expected.get(partition)
@@ -341,31 +417,19 @@ class IngestLoop:
                 if offset < expected:
                     continue  # already in the sink
                 value = msg.value
-                result = parse(value)
-                if type(result) is Event:
-                    rows_append(
-                        (
-                            result.timestamp,
-                            result.id,
-                            result.antenna_id,
-                            result.bytes,
-                            result.app,
-                            partition,
-                            offset,
-                        )
-                    )
-                else:
-                    rejects_append((partition, offset, value, result.reason))  # type: ignore[union-attr]
-                if partition not in batch.first_offsets:
-                    batch.first_offsets[partition] = offset
+                append((partition, offset, value))
+                if value is not None:
+                    size += len(value)
+                if partition not in first_offsets:
+                    first_offsets[partition] = offset
                 expected = offset + 1
                 added += 1
             self._expected[partition] = expected
-            if partition in batch.first_offsets:
+            if partition in first_offsets:
                 batch.next_offsets[partition] = expected
+        batch.value_bytes += size
         if added and not batch.started:
             batch.started = time.monotonic()
-        self._pending = len(batch)
         return added
 
     def _should_flush(self, batch: Batch) -> bool:
@@ -373,46 +437,98 @@ class IngestLoop:
             return False
         if len(batch) >= self.options.batch_size:
             return True
+        max_bytes = self.options.max_batch_bytes
+        if max_bytes is not None and batch.value_bytes >= max_bytes:
+            return True
         if time.monotonic() - batch.started >= self.options.max_latency:
             return True
         if self._remaining_budget() == 0:
             return True
-        return self._end_targets is not None and self._reached_targets(batch.next_offsets)
+        return self._end_targets is not None and self._reached_targets()
 
-    def _flush(self, batch: Batch) -> None:
+    def _submit(self) -> None:
+        """Hand the current batch to the writer thread and start a new one.
+
+        One batch is written while the next is consumed and validated (the database's
+        work overlaps ours); writes stay strictly in order because the previous one is
+        settled first.
+        """
+        self._settle()
+        if self._abandoned:
+            return
+        batch, self._batch = self._batch, Batch(self.options.topic)
+        self._inflight = (batch, self._writer.submit(_writer_write, batch))
+
+    def _settle(self) -> None:
+        """Wait for the batch being written; retry it while the sink is down; on a stale
+        batch, drop what was read after it and re-read from the stored offsets."""
+        if self._inflight is None:
+            return
+        batch, future = self._inflight
+        self._inflight = None
+        try:
+            written = future.result()
+        except StaleBatch as exc:
+            self.stats.stale_batches += 1
+            log.warning("%s; re-reading from the stored offsets", exc)
+            partitions = set(batch.first_offsets) | set(self._batch.first_offsets)
+            self._batch = Batch(self.options.topic)
+            self._reseek(partitions)
+            return
+        except BrokenProcessPool as exc:
+            log.error("the writer process died (%s); starting a new one", exc)
+            self._writer.shutdown(wait=False)
+            self._writer = self._new_writer()
+            retried = self._write_with_retry(batch, SinkUnavailable("writer process restarted"))
+            if retried is None:
+                return
+            written = retried
+        except SinkUnavailable as exc:
+            retried = self._write_with_retry(batch, exc)
+            if retried is None:
+                return
+            written = retried
+        self._account(batch, written)
+
+    def _write_with_retry(self, batch: Batch, error: SinkUnavailable) -> tuple[int, int] | None:
         attempt = 0
         while True:
+            if self._stop.is_set():
+                log.warning(
+                    "stopping with %d unwritten messages (%s); they are read again on the next start",
+                    len(batch) + len(self._batch),
+                    error,
+                )
+                self._abandoned = True
+                self._batch = Batch(self.options.topic)
+                return None
+            wait = _backoff(attempt)
+            log.warning(
+                "%s unavailable (%s); retrying in %.0f s", self.sink.description, error, wait
+            )
+            attempt += 1
+            self._keep_group_alive(wait)
             try:
-                self.sink.write(batch)
-                break
+                written = self.sink.write(batch)
+            except SinkUnavailable as exc:
+                error = exc
+                continue
             except StaleBatch as exc:
+                # the lost connection had committed after all: the sink holds this batch
                 self.stats.stale_batches += 1
                 log.warning("%s; re-reading from the stored offsets", exc)
-                self._reseek(batch.first_offsets)
-                self._pending = 0
-                return
-            except SinkUnavailable as exc:
-                if self._stop.is_set():
-                    log.warning(
-                        "stopping with %d unwritten messages (%s); they are read again on "
-                        "the next start",
-                        len(batch),
-                        exc,
-                    )
-                    self._pending = 0
-                    return
-                wait = _backoff(attempt)
-                log.warning(
-                    "%s unavailable (%s); retrying in %.0f s", self.sink.description, exc, wait
-                )
-                attempt += 1
-                self._keep_group_alive(wait)
-        if attempt:
-            log.info("%s is back; batch written", self.sink.description)
-        self.stats.events += len(batch.rows)
-        self.stats.rejects += len(batch.rejects)
+                partitions = set(batch.first_offsets) | set(self._batch.first_offsets)
+                self._batch = Batch(self.options.topic)
+                self._reseek(partitions)
+                return None
+            log.info("%s is back; batch of %d messages written", self.sink.description, len(batch))
+            return written
+
+    def _account(self, batch: Batch, written: tuple[int, int]) -> None:
+        self.stats.events += written[0]
+        self.stats.rejects += written[1]
         self.stats.batches += 1
-        self._pending = 0
+        self._committed.update(batch.next_offsets)
         self._commit_to_kafka(batch.next_offsets)
 
     def _keep_group_alive(self, seconds: float) -> None:
@@ -427,19 +543,11 @@ class IngestLoop:
             self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])
 
     def _reseek(self, partitions: Iterable[int]) -> None:
-        from kafka import TopicPartition
-
         owned = {tp.partition: tp for tp in self._consumer.assignment()}
         wanted = [p for p in partitions if p in owned]
         stored = self._stored_offsets_with_retry(wanted)
         for p in wanted:
-            tp = owned[p]
-            if p in stored:
-                self._consumer.seek(tp, stored[p])
-                self._expected[p] = stored[p]
-            else:
-                self._consumer.seek_to_beginning(TopicPartition(self.options.topic, p))
-                self._expected[p] = 0
+            self._seek(owned[p], stored.get(p))
 
     def _stored_offsets_with_retry(self, partitions: list[int]) -> dict[int, int]:
         attempt = 0
@@ -477,25 +585,21 @@ class IngestLoop:
             except Exception as exc:
                 log.debug("informational Kafka offset commit failed: %s", exc)
 
-    def _reached_targets(self, pending_next: dict[int, int] | None = None) -> bool:
+    def _reached_targets(self) -> bool:
+        """Every owned partition has been read up to its end offset seen at start."""
         if self._end_targets is None:
             return False
         owned = {tp.partition for tp in self._consumer.assignment()}
         if not owned:
             return False
-        for p in owned:
-            target = self._end_targets.get(p, 0)
-            position = self._expected.get(p)
-            if position is None:
-                return False
-            if pending_next is not None and p in pending_next:
-                position = pending_next[p]
-            if position < target:
-                return False
-        return True
+        return all(self._expected.get(p, -1) >= self._end_targets.get(p, 0) for p in owned)
 
-    def _caught_up(self, batch: Batch) -> bool:
-        return self._end_targets is not None and not len(batch) and self._reached_targets()
+    def _caught_up(self) -> bool:
+        if self._end_targets is None or len(self._batch) or not self._reached_targets():
+            return False
+        self._settle()
+        # a stale or abandoned write re-seeks: then we are not done yet
+        return self._reached_targets() and not len(self._batch)
 
     def _maybe_log_progress(self) -> None:
         now = time.monotonic()
@@ -543,6 +647,7 @@ class IngestLoop:
         )
 
     def _close(self) -> None:
+        self._writer.shutdown(wait=True)
         try:
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)

@@ -1,17 +1,17 @@
 """The event contract of topic ``devices`` (shared/DESIGN.md), as one validating parser.
 
-``parse(value)`` returns an :class:`Event` or a :class:`Reject` whose ``reason`` is a
-stable, distinct code per kind of breach (``missing_field:id``, ``bad_uuid:antenna_id``,
-...), so rejects can be counted and explained by reason. It never raises.
+``parse(value)`` returns the event as a plain tuple ``(timestamp, id, antenna_id, bytes,
+app)`` (equal to an :class:`Event`), or the reject reason as a string: a stable, distinct
+code per kind of breach (``missing_field:id``, ``bad_uuid:antenna_id``, ...), so rejects
+can be counted and explained by reason. It never raises. Plain tuples and strings keep
+the per-message cost small: kafka-python already bounds ingestion (shared/KNOWN.md).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -39,8 +39,7 @@ REASONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A valid event: epoch seconds, lower-case canonical UUIDs, bytes and app."""
 
     timestamp: int
@@ -49,16 +48,11 @@ class Event:
     bytes: int
     app: str
 
-    @property
-    def event_time(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp, UTC)
 
+class Reject(str):
+    """Why a message breaks the contract (one of :data:`REASONS`)."""
 
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A message that breaks the contract, and why."""
-
-    reason: str
+    __slots__ = ()
 
 
 def _is_int(value: Any) -> bool:
@@ -71,10 +65,10 @@ def _is_huge_number(value: Any) -> bool:
     return type(value) is float and (value != value or abs(value) >= 2**63)
 
 
-def parse(value: bytes | None) -> Event | Reject:
+def parse(value: bytes | None) -> tuple[int, str, str, int, str] | str:
     """Validate one Kafka message value against the contract."""
     if not value:
-        return Reject("empty_message")
+        return "empty_message"
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -83,53 +77,53 @@ def parse(value: bytes | None) -> Event | Reject:
         try:
             obj = json.loads(value)
         except ValueError:
-            return Reject("not_json")
+            return "not_json"
     if type(obj) is not dict:
-        return Reject("not_object")
+        return "not_object"
 
     ts = obj.get("timestamp")
     if ts is None:
         ts = obj.get(MISSPELT_TIMESTAMP)
     if ts is None:
-        return Reject("missing_field:timestamp")
+        return "missing_field:timestamp"
     device_id = obj.get("id")
     if device_id is None:
-        return Reject("missing_field:id")
+        return "missing_field:id"
     antenna_id = obj.get("antenna_id")
     if antenna_id is None:
-        return Reject("missing_field:antenna_id")
+        return "missing_field:antenna_id"
     nbytes = obj.get("bytes")
     if nbytes is None:
-        return Reject("missing_field:bytes")
+        return "missing_field:bytes"
     app = obj.get("app")
     if app is None:
-        return Reject("missing_field:app")
+        return "missing_field:app"
 
     if not _is_int(ts):
         if _is_huge_number(ts):
-            return Reject("timestamp_out_of_range")
-        return Reject("mistyped_field:timestamp")
+            return "timestamp_out_of_range"
+        return "mistyped_field:timestamp"
     if type(device_id) is not str:
-        return Reject("mistyped_field:id")
+        return "mistyped_field:id"
     if type(antenna_id) is not str:
-        return Reject("mistyped_field:antenna_id")
+        return "mistyped_field:antenna_id"
     if not _is_int(nbytes):
         if _is_huge_number(nbytes):
-            return Reject("bytes_out_of_range" if nbytes > 0 else "negative_bytes")
-        return Reject("mistyped_field:bytes")
+            return "bytes_out_of_range" if nbytes > 0 else "negative_bytes"
+        return "mistyped_field:bytes"
     if type(app) is not str:
-        return Reject("mistyped_field:app")
+        return "mistyped_field:app"
 
     if not TIMESTAMP_MIN <= ts < TIMESTAMP_MAX:
-        return Reject("timestamp_out_of_range")
+        return "timestamp_out_of_range"
     if len(device_id) != 36 or not _UUID.fullmatch(device_id):
-        return Reject("bad_uuid:id")
+        return "bad_uuid:id"
     if len(antenna_id) != 36 or not _UUID.fullmatch(antenna_id):
-        return Reject("bad_uuid:antenna_id")
+        return "bad_uuid:antenna_id"
     if nbytes < 0:
-        return Reject("negative_bytes")
+        return "negative_bytes"
     if nbytes > BIGINT_MAX:
-        return Reject("bytes_out_of_range")
+        return "bytes_out_of_range"
     if not app.strip():
-        return Reject("empty_app")
-    return Event(ts, device_id.lower(), antenna_id.lower(), nbytes, app)
+        return "empty_app"
+    return (ts, device_id.lower(), antenna_id.lower(), nbytes, app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import re
@@ -98,7 +99,7 @@ def run_postgres(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(
             f"--schema {args.schema!r} is not a plain lower-case SQL identifier; use e.g. raw"
         )
-    sink = PostgresSink(settings.pg_conninfo, args.schema, args.group)
+    sink = functools.partial(PostgresSink, settings.pg_conninfo, args.schema, args.group)
     loop = IngestLoop(sink, loop_options(args, settings))
     loop.install_signal_handlers()
     loop.run()
