@@ -68,8 +68,9 @@ def configure_logging(level: str) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
-    # kafka-python is chatty at INFO about every connection; our own lines say what matters
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # kafka-python logs every failed reconnect at ERROR (dozens a second while a broker
+    # restarts); our own lines say what matters. --log-level DEBUG shows the client's too.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -214,6 +214,7 @@ class IngestLoop:
         self._inflight: tuple[Batch, Future[tuple[int, int]]] | None = None
         self._writer = self._new_writer()
         self._abandoned = False
+        self._kafka_down = False
         self._committed: dict[int, int] = {}
 
     def _new_writer(self) -> ProcessPoolExecutor:
@@ -258,6 +259,9 @@ class IngestLoop:
                     fetch_min_bytes=1,
                     fetch_max_wait_ms=200,
                     check_crcs=False,
+                    # a killed ingestor's partitions move to its successor after this long
+                    session_timeout_ms=10_000,
+                    heartbeat_interval_ms=3_000,
                 )
             except KafkaTimeoutError:  # kafka-python 3: 'Unable to bootstrap from ...'
                 bounded = self.options.until_caught_up or self.options.max_messages is not None
@@ -305,9 +309,10 @@ class IngestLoop:
                 remaining = self._remaining_budget()
                 if remaining == 0:
                     break
+                room = max(1, min(5000, self.options.batch_size - len(self._batch)))
                 records = self._consumer.poll(
                     timeout_ms=self._poll_timeout_ms(),
-                    max_records=min(remaining, 5000) if remaining is not None else None,
+                    max_records=min(remaining, room) if remaining is not None else room,
                 )
                 self._handle_rebalance()
                 if self._add_records(self._batch, records):
@@ -619,13 +624,24 @@ class IngestLoop:
         )
 
     def _lag_text(self) -> str:
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return "unknown (no partitions assigned yet)"
         try:
-            assigned = list(self._consumer.assignment())
-            if not assigned:
-                return "unknown (no partitions assigned yet)"
             ends = self._consumer.end_offsets(assigned, timeout_ms=5000)
         except Exception as exc:
-            return f"unknown (Kafka unreachable: {type(exc).__name__}; the client keeps retrying)"
+            if not self._kafka_down:
+                self._kafka_down = True
+                log.warning(
+                    "Kafka at %s is unreachable (%s); the consumer keeps retrying and resumes "
+                    "where it stopped",
+                    self.options.bootstrap_servers,
+                    type(exc).__name__,
+                )
+            return "unknown (Kafka unreachable)"
+        if self._kafka_down:
+            self._kafka_down = False
+            log.info("Kafka at %s is back", self.options.bootstrap_servers)
         total = 0
         parts = []
         for tp in sorted(assigned, key=lambda t: t.partition):

@@ -29,7 +29,7 @@ def produce(settings: Settings, topic: str, messages: Iterable[tuple[int, bytes 
     )
     sent = 0
     for partition, value in messages:
-        producer.send(topic, value=value, partition=partition)
+        producer.send(topic, key=b"test", value=value, partition=partition)
         sent += 1
     producer.flush(timeout=60)
     producer.close()
@@ -69,7 +69,13 @@ def ingest_until_caught_up(
 
 
 def ingestor_process(
-    settings: Settings, topic: str, schema: str, group: str, *extra: str, log_path: Path
+    settings: Settings,
+    topic: str,
+    schema: str,
+    group: str,
+    *extra: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `antenna-elt ingest postgres` as a separate process (to kill -9 it)."""
     cmd: Sequence[str] = [
@@ -90,7 +96,7 @@ def ingestor_process(
     ]
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     return subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=ROOT
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ), cwd=ROOT
     )
 
 
