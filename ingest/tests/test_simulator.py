@@ -13,7 +13,7 @@ from antenna_elt.contract import parse
 from antenna_elt.generator import MALFORMED_KINDS, Generator, SimConfig
 from antenna_elt.users import load_users
 
-HOUR = 1_795_489_200  # 2026-11-24T05:00:00Z
+HOUR = 1_795_489_200  # 2026-11-24T03:00:00Z
 
 
 def config(**overrides: object) -> SimConfig:
@@ -103,7 +103,7 @@ def test_default_hour_puts_some_but_not_all_users_over_quota() -> None:
 def test_cli_dry_run_writes_messages_and_ledger(tmp_path: Path) -> None:
     out, ledger = tmp_path / "messages.jsonl", tmp_path / "ledger.json"
     proc = run_cli(
-        "simulate", "--count", "500", "--start", "2026-11-24T05:00:00Z", "--seed", "7",
+        "simulate", "--count", "500", "--start", "2026-11-24T03:00:00Z", "--seed", "7",
         "--output", str(out), "--ledger", str(ledger), "--quiet",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,80 @@
+{#- The batch layer's serving table, as in the original exercise: bytes per hour by antenna,
+    by user email and by app. Devices missing from user metadata have no email: they count
+    for antennas and apps, not for `mail_bytes_total` (the test `assert_no_unknown_devices`
+    reports them). -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['timestamp', 'id', 'type'],
+        indexes=[{'columns': ['timestamp']}],
+    )
+}}
+
+with
+
+usage as (
+
+    select * from {{ ref('fct_usage_hourly') }}
+    where hour_epoch >= {{ incremental_cutoff(epoch_seconds(adapter.quote('timestamp')), 3600) }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_users') }}
+
+),
+
+by_antenna as (
+
+    select
+        hour_start,
+        antenna_id,
+        {{ sum_bigint('bytes_total') }} as bytes_total
+
+    from usage
+    group by 1, 2
+
+),
+
+by_email as (
+
+    select
+        usage.hour_start,
+        users.email,
+        {{ sum_bigint('usage.bytes_total') }} as bytes_total
+
+    from usage
+    inner join users
+        on usage.device_id = users.user_id
+    group by 1, 2
+
+),
+
+by_app as (
+
+    select
+        hour_start,
+        app,
+        {{ sum_bigint('bytes_total') }} as bytes_total
+
+    from usage
+    group by 1, 2
+
+),
+
+final as (
+
+    {{ long_shape('by_antenna', 'hour_start', 'antenna_id', 'bytes_total', 'antenna_bytes_total') }}
+
+    union all
+
+    {{ long_shape('by_email', 'hour_start', 'email', 'bytes_total', 'mail_bytes_total') }}
+
+    union all
+
+    {{ long_shape('by_app', 'hour_start', 'app', 'bytes_total', 'app_bytes_total') }}
+
+)
+
+select * from final

@@ -1,0 +1,47 @@
+{#- Bandwidth in use per antenna and window: bytes, bytes per second, devices seen. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['window_epoch', 'antenna_id'],
+        indexes=[{'columns': ['window_epoch']}],
+    )
+}}
+
+with
+
+usage as (
+
+    select * from {{ ref('fct_usage_windowed') }}
+    where window_epoch >= {{ incremental_cutoff('window_epoch', window_seconds()) }}
+
+),
+
+per_antenna as (
+
+    select
+        window_start,
+        window_epoch,
+        antenna_id,
+        {{ sum_bigint('bytes_total') }} as bytes_total,
+        count(distinct device_id) as devices_seen
+
+    from usage
+    group by 1, 2, 3
+
+),
+
+final as (
+
+    select
+        window_start,
+        window_epoch,
+        antenna_id,
+        bytes_total,
+        devices_seen,
+        cast(bytes_total as {{ dbt.type_float() }}) / {{ window_seconds() }} as bytes_per_second
+
+    from per_antenna
+
+)
+
+select * from final

@@ -1,0 +1,44 @@
+{#- One row per user-hour whose usage is strictly greater than the user's hourly quota
+    (usage equal to the quota is no breach). -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['hour_epoch', 'user_id'],
+        indexes=[{'columns': ['hour_epoch']}],
+    )
+}}
+
+with
+
+user_usage as (
+
+    select * from {{ ref('fct_user_usage_hourly') }}
+    where hour_epoch >= {{ incremental_cutoff('hour_epoch', 3600) }}
+
+),
+
+breaches as (
+
+    select * from user_usage
+    where is_over_quota
+
+),
+
+final as (
+
+    select
+        hour_start,
+        hour_epoch,
+        device_id as user_id,
+        user_name,
+        email,
+        usage_bytes,
+        quota_bytes,
+        usage_bytes - quota_bytes as overage_bytes,
+        cast(usage_bytes as {{ dbt.type_float() }}) / nullif(quota_bytes, 0) as usage_ratio
+
+    from breaches
+
+)
+
+select * from final

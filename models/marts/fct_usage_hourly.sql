@@ -1,0 +1,48 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['hour_epoch', 'antenna_id', 'device_id', 'app'],
+        indexes=[{'columns': ['hour_epoch']}],
+    )
+}}
+
+with
+
+events as (
+
+    select * from {{ ref('int_device_usage__deduplicated') }}
+    where event_at >= {{ epoch_to_instant(incremental_cutoff('hour_epoch', 3600)) }}
+
+),
+
+aggregated as (
+
+    select
+        hour_epoch,
+        antenna_id,
+        device_id,
+        app,
+        {{ sum_bigint('bytes') }} as bytes_total,
+        count(*) as event_count
+
+    from events
+    group by 1, 2, 3, 4
+
+),
+
+final as (
+
+    select
+        {{ epoch_to_timestamp('hour_epoch') }} as hour_start,
+        hour_epoch,
+        antenna_id,
+        device_id,
+        app,
+        bytes_total,
+        event_count
+
+    from aggregated
+
+)
+
+select * from final

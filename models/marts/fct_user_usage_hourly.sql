@@ -1,0 +1,60 @@
+{#- Usage of every device per hour, with the user's name, email and quota when the device
+    is a known user (unknown devices keep null user columns). -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['hour_epoch', 'device_id'],
+        indexes=[{'columns': ['hour_epoch']}],
+    )
+}}
+
+with
+
+usage as (
+
+    select * from {{ ref('fct_usage_hourly') }}
+    where hour_epoch >= {{ incremental_cutoff('hour_epoch', 3600) }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_users') }}
+
+),
+
+per_device as (
+
+    select
+        hour_epoch,
+        hour_start,
+        device_id,
+        {{ sum_bigint('bytes_total') }} as usage_bytes,
+        {{ sum_bigint('event_count') }} as event_count
+
+    from usage
+    group by 1, 2, 3
+
+),
+
+final as (
+
+    select
+        per_device.hour_start,
+        per_device.hour_epoch,
+        per_device.device_id,
+        users.user_name,
+        users.email,
+        per_device.usage_bytes,
+        per_device.event_count,
+        users.quota_bytes_per_hour as quota_bytes,
+        users.user_id is not null as is_known_user,
+        coalesce(per_device.usage_bytes > users.quota_bytes_per_hour, false) as is_over_quota
+
+    from per_device
+    left join users
+        on per_device.device_id = users.user_id
+
+)
+
+select * from final

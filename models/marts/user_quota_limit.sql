@@ -1,0 +1,30 @@
+{#- The original exercise's quota table: one row per user-hour over quota. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['email', 'timestamp'],
+    )
+}}
+
+with
+
+breaches as (
+
+    select * from {{ ref('fct_quota_breaches') }}
+    where hour_epoch >= {{ incremental_cutoff(epoch_seconds(adapter.quote('timestamp')), 3600) }}
+
+),
+
+final as (
+
+    select
+        cast(email as {{ dbt.type_string() }}) as email,
+        cast(usage_bytes as {{ dbt.type_bigint() }}) as usage,
+        cast(quota_bytes as {{ dbt.type_bigint() }}) as quota,
+        hour_start as {{ adapter.quote('timestamp') }}
+
+    from breaches
+
+)
+
+select * from final
