@@ -79,3 +79,17 @@
         cast('{{ type_name }}' as {{ dbt.type_string() }}) as type
     from {{ relation }}
 {%- endmacro %}
+
+
+{#- A double-precision float: dbt.type_float() is a 4-byte FLOAT on DuckDB. -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'antenna_elt')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    double precision
+{%- endmacro %}
+
+{% macro bigquery__type_double() -%}
+    float64
+{%- endmacro %}

@@ -6,7 +6,10 @@
 {#- The cutoff (epoch seconds) of an incremental model whose column `epoch_column` holds
     its buckets' starts. Outside incremental runs: 0 (everything). -#}
 {% macro incremental_cutoff(epoch_column, grain_seconds) -%}
-    {%- if is_incremental() -%}
+    {%- if var('incremental_cutoff_epoch', none) is not none and is_incremental() -%}
+        {#- unit tests pin the cutoff instead of reading the model's own table -#}
+        {{ var('incremental_cutoff_epoch') }}
+    {%- elif is_incremental() -%}
         (
             select {{ bucket_epoch('coalesce(max(' ~ epoch_column ~ '), 0) - ' ~ (var('lookback_minutes') * 60), grain_seconds) }}
             from {{ this }}

@@ -38,7 +38,7 @@ final as (
         antenna_id,
         bytes_total,
         devices_seen,
-        cast(bytes_total as {{ dbt.type_float() }}) / {{ window_seconds() }} as bytes_per_second
+        cast(bytes_total as {{ type_double() }}) / {{ window_seconds() }} as bytes_per_second
 
     from per_antenna
 

@@ -148,10 +148,10 @@ final as (
         coalesce(connections.devices_connecting, 0) as devices_connecting,
         coalesce(disconnections.devices_disconnecting, 0) as devices_disconnecting,
         cast(coalesce(connected.heavy_users_connected, 0) as {{ dbt.type_bigint() }}) as heavy_users_connected,
-        cast(coalesce(connected.heavy_users_connected, 0) as {{ dbt.type_float() }})
+        cast(coalesce(connected.heavy_users_connected, 0) as {{ type_double() }})
         / nullif(connected.devices_connected, 0) as heavy_user_share,
         windows.bytes_total,
-        cast(windows.bytes_total as {{ dbt.type_float() }}) / {{ window }} as bytes_per_second
+        cast(windows.bytes_total as {{ type_double() }}) / {{ window }} as bytes_per_second
 
     from windows
     left join connected

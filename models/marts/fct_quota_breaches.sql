@@ -35,7 +35,7 @@ final as (
         usage_bytes,
         quota_bytes,
         usage_bytes - quota_bytes as overage_bytes,
-        cast(usage_bytes as {{ dbt.type_float() }}) / nullif(quota_bytes, 0) as usage_ratio
+        cast(usage_bytes as {{ type_double() }}) / nullif(quota_bytes, 0) as usage_ratio
 
     from breaches
 
