@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status test lint demo bench docs clean
+.PHONY: help install up down status test lint demo bench docs dbt-build clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,13 +40,34 @@ down: ## stop the local Kafka and PostgreSQL that `make up` started
 status: install ## show what the local stack is running
 	$(AE) stack status
 
-lint: install ## ruff, mypy and sqlfluff
+lint: install ## ruff, mypy and sqlfluff (sqlfluff templates through the embedded DuckDB target: no server)
 	$(BIN)/ruff check ingest bench
 	$(BIN)/ruff format --check ingest bench
 	$(BIN)/mypy
+	$(BIN)/sqlfluff lint models tests
 
 test: install up lint ## every test: Python suite against real Kafka and PostgreSQL, dbt builds on both targets
 	$(BIN)/pytest
+
+DEMO_SEED ?= 42
+DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json
+
+demo: install up ## simulate an hour of traffic (in ~10 s), ingest it, dbt build, show the marts
+	$(AE) simulate --duration 1h --speedup 360 --seed $(DEMO_SEED) \
+		--malformed-share 0.005 --duplicate-share 0.01 --late-share 0.02 --ledger $(DEMO_LEDGER)
+	$(AE) ingest postgres --until-caught-up
+	$(DBT) build --target postgres --quiet --warn-error-options '{"silence": ["NoNodesForSelectionCriteria"]}'
+	$(AE) report --ledger $(DEMO_LEDGER)
+
+dbt-build: install up ## dbt build on PostgreSQL (the default target)
+	$(DBT) build
+
+docs: install up ## generate the dbt docs and serve them on http://127.0.0.1:8080
+	$(DBT) docs generate
+	$(DBT) docs serve --host 127.0.0.1 --port 8080 --no-browser
+
+bench: install up ## benchmarks: ingest throughput vs consume-only ceiling, memory, dbt build times
+	$(BIN)/python -m bench
 
 clean: down ## remove the local stack's data, the virtualenv and dbt artefacts
 	rm -rf .stack $(VENV) target logs

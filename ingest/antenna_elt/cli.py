@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "antenna_elt.stack",
     "antenna_elt.simulate",
     "antenna_elt.ingest_cli",
+    "antenna_elt.report",
     "antenna_elt.load",
     "antenna_elt.notify",
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import os
 import re
 from typing import Any
@@ -133,8 +132,3 @@ def register(subparsers: Any) -> None:
         help="landing schema, created if missing (default: ANTENNA_ELT_RAW_SCHEMA or raw)",
     )
     pg.set_defaults(func=run_postgres)
-
-    if importlib.util.find_spec("antenna_elt.sink_lake") is not None:
-        from antenna_elt import sink_lake
-
-        sink_lake.register(sub)

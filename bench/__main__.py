@@ -1,0 +1,250 @@
+"""`make bench`: every figure from one run, as ratios against baselines of the same run.
+
+1. PostgreSQL ingest throughput end to end (`antenna-elt ingest postgres --until-caught-up`
+   as a process) against the ceiling of consuming the same topic with kafka-python and
+   doing nothing, at 1M events; peak memory of the ingestor (process + writer) at 1M and
+   5M events.
+2. dbt full build and incremental build (one new hour of events) after 1M and 10M events of
+   history, on PostgreSQL and DuckDB; the incremental time's growth with history.
+
+Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
+BENCH_HISTORY=200000,1000000 make bench. Results are also written to bench/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from antenna_elt import stack
+from antenna_elt.config import PROJECT_ROOT, load_settings
+from antenna_elt.dbt_runner import run_dbt
+from bench.ingest_postgres import consume_only, ingest_postgres
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def simulate(topic: str, count: int) -> float:
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable, "-m", "antenna_elt.cli", "simulate", "--topic", topic, "--count", str(count),
+            "--duration", f"{max(1, count // 36_000)}h", "--start", "2026-01-01T00:00:00Z", "--quiet",
+            "--ledger", str(RESULTS / f"{topic}-ledger.json"),
+        ],
+        check=True,
+        cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    return time.monotonic() - started
+
+
+def create_topic(settings: Any, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(topic, 3, 1)])
+    admin.close()
+
+
+def delete_topic(settings: Any, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.delete_topics([topic])
+    admin.close()
+
+
+def drop_schemas(settings: Any, prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        for (name,) in conn.execute(
+            "select nspname from pg_namespace where nspname like %s", (f"{prefix}%",)
+        ).fetchall():
+            conn.execute(f"drop schema {name} cascade")
+
+
+def bench_ingest(settings: Any, events: int, big_events: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for count in (events, big_events):
+        topic = f"bench-{uuid.uuid4().hex[:6]}"
+        schema = f"bench_raw_{uuid.uuid4().hex[:6]}"
+        create_topic(settings, topic)
+        try:
+            log(f"producing {count:,} events to {topic}")
+            produce_s = simulate(topic, count)
+            ceiling = None
+            if count == events:
+                log("consume-only ceiling (kafka-python, same settings, same topic)")
+                ceiling = consume_only(settings.kafka_bootstrap_servers, topic, count)
+            log(f"ingest postgres of {count:,} events")
+            result = ingest_postgres(topic, schema, dict(os.environ))
+            rate = count / result["seconds"]
+            entry = {
+                "events": count,
+                "produce_events_per_s": round(count / produce_s),
+                "ingest_events_per_s": round(rate),
+                "ingest_seconds": round(result["seconds"], 1),
+                "peak_rss_mib": round(result["peak_rss_mib"], 1),
+            }
+            if ceiling:
+                entry["consume_only_events_per_s"] = round(ceiling)
+                entry["ratio_to_ceiling"] = round(rate / ceiling, 2)
+            out[str(count)] = entry
+            log(json.dumps(entry))
+        finally:
+            delete_topic(settings, topic)
+            drop_schemas(settings, schema)
+    sizes = list(out)
+    out["peak_rss_ratio_big_to_small"] = round(
+        out[sizes[-1]]["peak_rss_mib"] / out[sizes[0]]["peak_rss_mib"], 2
+    )
+    return out
+
+
+GENERATE_PG = """
+insert into {schema}.device_usage (event_time, id, antenna_id, bytes, app, kafka_topic, kafka_partition, kafka_offset, ingested_at)
+select to_timestamp({start} + (g * 3600::bigint * {hours}) / {count}),
+       ('00000000-0000-0000-0000-0000000000' || lpad((1 + g % 22)::text, 2, '0'))::uuid,
+       ('00000000-0000-0000-0000-0000000001' || lpad((g % 5)::text, 2, '0'))::uuid,
+       (g * 7919) % 400, (array['FACETIME','SKYPE','FACEBOOK','WHATSAPP'])[1 + g % 4],
+       'bench', (g % 3)::int, g, now()
+from generate_series({first}::bigint, {last}::bigint) g
+"""
+
+
+def pg_history(settings: Any, schema: str, first: int, last: int, count: int, hours: int) -> None:
+    import psycopg
+
+    from antenna_elt.sink_postgres import DDL
+
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(DDL.format(schema=schema))
+        conn.execute(
+            GENERATE_PG.format(
+                schema=schema, start=1_767_225_600, hours=hours, count=count, first=first, last=last
+            )
+        )
+        conn.execute(f"analyze {schema}.device_usage")
+
+
+def duckdb_history(lake: Path, first: int, last: int, count: int, hours: int) -> None:
+    import duckdb
+
+    target = lake / "device_usage" / "year=2026" / "month=01" / "day=01" / "hour=00"
+    target.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"""copy (
+                select to_timestamp(1767225600 + (g * 3600 * {hours}) // {count}) as event_time,
+                       '00000000-0000-0000-0000-0000000000' || lpad(cast(1 + g % 22 as varchar), 2, '0') as id,
+                       '00000000-0000-0000-0000-0000000001' || lpad(cast(g % 5 as varchar), 2, '0') as antenna_id,
+                       cast((g * 7919) % 400 as bigint) as bytes,
+                       (['FACETIME','SKYPE','FACEBOOK','WHATSAPP'])[1 + g % 4] as app,
+                       'bench' as kafka_topic, cast(g % 3 as integer) as kafka_partition, g as kafka_offset,
+                       now() as ingested_at
+                from range({first}, {last} + 1) t(g)
+            ) to '{target}/part-{first}.parquet' (format parquet)"""
+        )
+
+
+def timed_build(target: str, env: dict[str, str], raw_schema: str, *extra: str) -> float:
+    started = time.monotonic()
+    run_dbt(
+        [
+            "build",
+            "--target",
+            target,
+            "--vars",
+            f"{{raw_schema: {raw_schema}}}",
+            "--exclude",
+            "test_type:unit",
+            *extra,
+        ],
+        env=env,
+    )
+    return time.monotonic() - started
+
+
+def bench_dbt(settings: Any, histories: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for target in ("postgres", "duckdb"):
+        for history in histories:
+            tag = uuid.uuid4().hex[:6]
+            raw_schema, schema = f"bench_raw_{tag}", f"bench_dbt_{tag}"
+            lake = RESULTS / f"lake-{tag}"
+            hours = max(2, history // 36_000)
+            step = history // hours  # one hour of events
+            env = {
+                "ANTENNA_ELT_DBT_SCHEMA": schema,
+                "ANTENNA_ELT_LAKE": lake.as_uri(),
+                "ANTENNA_ELT_DUCKDB_PATH": str(RESULTS / f"warehouse-{tag}.duckdb"),
+            }
+            log(f"dbt {target}: {history:,} events of history ({hours} hours)")
+            try:
+                if target == "postgres":
+                    pg_history(settings, raw_schema, 0, history - 1, history + step, hours + 1)
+                else:
+                    duckdb_history(lake, 0, history - 1, history + step, hours + 1)
+                full = timed_build(target, env, raw_schema, "--full-refresh")
+                # one more hour of events arrives, then an incremental build
+                if target == "postgres":
+                    pg_history(
+                        settings, raw_schema, history, history + step - 1, history + step, hours + 1
+                    )
+                else:
+                    duckdb_history(lake, history, history + step - 1, history + step, hours + 1)
+                incremental = timed_build(target, env, raw_schema)
+            finally:
+                if target == "postgres":
+                    drop_schemas(settings, raw_schema)
+                    drop_schemas(settings, schema)
+                subprocess.run(
+                    ["rm", "-rf", str(lake), env["ANTENNA_ELT_DUCKDB_PATH"]], check=False
+                )
+            entry = {"full_build_s": round(full, 1), "incremental_build_s": round(incremental, 1)}
+            out[f"{target}/{history}"] = entry
+            log(f"{target} {history:,}: {json.dumps(entry)}")
+        small, big = (
+            out[f"{target}/{h}"]["incremental_build_s"] for h in (histories[0], histories[-1])
+        )
+        out[f"{target}/incremental_growth_{histories[-1] // histories[0]}x_history"] = round(
+            big / small, 2
+        )
+    return out
+
+
+def main() -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    settings = load_settings()
+    stack.ensure_up(settings)
+    events = int(os.environ.get("BENCH_EVENTS", "1000000"))
+    big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
+    histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "ingest_postgres": bench_ingest(settings, events, big),
+        "dbt": bench_dbt(settings, histories),
+    }
+    path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    log(f"results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Benchmark: PostgreSQL ingest throughput against the kafka-python consume-only ceiling.
+
+Both are measured in the same run, on the same topic, with the same consumer settings, so
+the ratio is meaningful on a noisy machine. Peak memory of the ingestor (its process and
+its writer process) is sampled from /proc while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def consume_only(bootstrap: str, topic: str, total: int) -> float:
+    """Messages per second of a subscribed kafka-python consumer that does nothing."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=200,
+        check_crcs=False,
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started = time.monotonic()
+    while seen < total:
+        for records in consumer.poll(timeout_ms=500).values():
+            seen += len(records)
+    elapsed = time.monotonic() - started
+    consumer.close(autocommit=False)
+    return seen / elapsed
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (the writer process), in KiB."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def ingest_postgres(topic: str, schema: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run `antenna-elt ingest postgres --until-caught-up` and time it end to end."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "antenna_elt.cli",
+        "ingest",
+        "postgres",
+        "--topic",
+        topic,
+        "--schema",
+        schema,
+        "--group",
+        f"bench-{uuid.uuid4().hex[:8]}",
+        "--until-caught-up",
+    ]
+    peak = 0
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_kib(proc.pid))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    elapsed = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ingest failed ({proc.returncode}): {err[-2000:]}")
+    return {
+        "seconds": elapsed,
+        "peak_rss_mib": peak / 1024,
+        "log_tail": err.strip().splitlines()[-1],
+    }
+
+
+def env_for_cli() -> dict[str, str]:
+    return dict(os.environ)

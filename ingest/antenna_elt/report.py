@@ -1,0 +1,191 @@
+"""``antenna-elt report``: print what the marts say about an hour, and check them against a
+simulator ledger when one is given (the end of ``make demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from antenna_elt.config import Settings
+from antenna_elt.errors import UserError
+
+
+def _query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.pg_conninfo, connect_timeout=5) as conn:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    except psycopg.errors.UndefinedTable:
+        raise UserError(
+            "the marts do not exist yet: run `dbt build` (or `make demo`) first"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise UserError(
+            f"cannot reach PostgreSQL ({settings.pg_conninfo}): start it with `make up` ({exc})"
+        ) from None
+
+
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(_fmt(c) for c in r) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [title]
+    for n, row in enumerate(cells):
+        lines.append(
+            "  "
+            + "  ".join(
+                c.rjust(w) if n and _numeric(c) else c.ljust(w)
+                for c, w in zip(row, widths, strict=True)
+            )
+        )
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if not rows:
+        lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "").isdigit()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    marts = f"{os.environ.get('ANTENNA_ELT_DBT_SCHEMA', 'analytics')}_marts"
+    hour_rows = _query(settings, f"select max(timestamp) from {marts}.bytes_hourly")
+    hour = args.hour or (hour_rows[0][0] if hour_rows and hour_rows[0][0] else None)
+    if args.ledger and not args.hour:  # the simulated hour
+        from antenna_elt.ledger import load, parse_iso
+
+        start = parse_iso(load(Path(args.ledger)).settings["start"])
+        hour = start.replace(minute=0, second=0, tzinfo=None)
+    if hour is None:
+        raise UserError("bytes_hourly is empty: simulate and ingest some traffic, then `dbt build`")
+    print(f"Hour {hour:%Y-%m-%d %H:00} UTC (marts in schema {marts})\n")
+    top = args.top
+    for title, kind in (("Top antennas", "antenna_bytes_total"), ("Top apps", "app_bytes_total")):
+        rows = _query(
+            settings,
+            f"select id, value from {marts}.bytes_hourly where timestamp = %s and type = %s order by value desc, id limit %s",
+            (hour, kind, top),
+        )
+        print(_table(f"{title} by bytes", ("id", "bytes"), rows) + "\n")
+    breaches = _query(
+        settings,
+        f"select email, usage_bytes, quota_bytes, overage_bytes, usage_ratio from {marts}.fct_quota_breaches "
+        "where hour_start = %s order by usage_ratio desc, email",
+        (hour,),
+    )
+    print(
+        _table(
+            "Quota breaches (usage > quota)",
+            ("email", "usage", "quota", "overage", "ratio"),
+            breaches,
+        )
+        + "\n"
+    )
+    activity = _query(
+        settings,
+        f"select window_start, devices_connected, devices_connecting, devices_disconnecting, heavy_users_connected, "
+        f"bytes_per_second from {marts}.fct_network_activity_windowed order by window_start desc limit 3",
+    )
+    print(
+        _table(
+            "Network, last windows",
+            ("window", "connected", "connecting", "disconnecting", "heavy users", "bytes/s"),
+            activity,
+        )
+    )
+    if args.ledger:
+        return _check_against_ledger(settings, marts, Path(args.ledger))
+    return 0
+
+
+def _check_against_ledger(settings: Settings, marts: str, path: Path) -> int:
+    from antenna_elt import ledger as ledger_module
+    from antenna_elt.users import load_users
+
+    ledger = ledger_module.load(path)
+    emails = {u.id: u.email for u in load_users()}
+
+    def naive(moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+
+    def served(mart: str, kind: str) -> dict[tuple[datetime, str], int]:
+        rows = _query(
+            settings, f"select timestamp, id, value from {marts}.{mart} where type = %s", (kind,)
+        )
+        return {(t, i): v for t, i, v in rows}
+
+    hours = {naive(h) for (h, _k) in ledger.bytes_by("hour", "antenna")}
+    checks = {
+        "bytes (per window, by antenna)": (
+            {
+                k: v
+                for k, v in served("bytes", "antenna_bytes_total").items()
+                if k[0].replace(minute=0) in hours
+            },
+            {(naive(t), k): v for (t, k), v in ledger.bytes_by("window", "antenna").items()},
+        ),
+        "bytes_hourly (by email)": (
+            {k: v for k, v in served("bytes_hourly", "mail_bytes_total").items() if k[0] in hours},
+            {
+                (naive(t), emails[k]): v
+                for (t, k), v in ledger.bytes_by("hour", "user").items()
+                if k in emails
+            },
+        ),
+        "user_quota_limit": (
+            {
+                (e, t, u, q)
+                for e, u, q, t in _query(
+                    settings, f"select email, usage, quota, timestamp from {marts}.user_quota_limit"
+                )
+                if t in hours
+            },
+            {(e, naive(h), u, q) for e, h, u, q in ledger.breaches()},
+        ),
+    }
+    print(f"\nChecked against the simulator's ledger ({path.name}):")
+    failed = 0
+    for name, (actual, expected) in checks.items():
+        ok = actual == expected
+        failed += not ok
+        print(
+            f"  {'ok  ' if ok else 'DIFF'} {name}: {len(expected)} expected rows, {len(actual)} in the mart"
+        )
+    return 1 if failed else 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="print top antennas, apps, quota breaches and network activity from the marts",
+        description=(
+            "Read the PostgreSQL marts (schema <ANTENNA_ELT_DBT_SCHEMA>_marts) and print the newest "
+            "hour's top antennas and apps, its quota breaches and the last windows of network "
+            "activity. With --ledger, also check the marts against a simulator ledger."
+        ),
+    )
+    p.add_argument(
+        "--hour",
+        type=lambda s: datetime.fromisoformat(s.replace("Z", "")),
+        help="hour to show, e.g. 2026-11-24T10:00 (default: the newest)",
+    )
+    p.add_argument("--top", type=int, default=5, help="rows in the top lists (default: 5)")
+    p.add_argument(
+        "--ledger", help="a simulator ledger to check the marts against; exit 1 on a difference"
+    )
+    p.set_defaults(func=run)
