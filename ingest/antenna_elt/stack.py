@@ -550,8 +550,20 @@ def stop_postgres(settings: Settings) -> str:
 # -- the stack -------------------------------------------------------------------------
 
 
+def check_prerequisites(settings: Settings) -> None:
+    """Fail before starting anything when a tool the local broker needs is missing."""
+    if settings.kafka_external:
+        return
+    _require("java", "openjdk-17-jre-headless")
+    pom = FILES / "kafka-pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    if not (PROJECT_ROOT / ".stack" / "cache" / f"kafka-lib-{digest}" / ".resolved").exists():
+        _require("mvn", "maven")
+
+
 def ensure_up(settings: Settings) -> list[str]:
     """Start (or check) Kafka and PostgreSQL and the events topic; return status lines."""
+    check_prerequisites(settings)
     lines = [start_postgres(settings), start_kafka(settings)]
     if ensure_topic(settings, settings.topic):
         lines.append(f"kafka: created topic {settings.topic} ({TOPIC_PARTITIONS} partitions)")
