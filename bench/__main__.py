@@ -235,14 +235,17 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    results = {
+    parts = os.environ.get("BENCH_PARTS", "ingest,dbt").split(",")
+    results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-        "ingest_postgres": bench_ingest(settings, events, big),
-        "dbt": bench_dbt(settings, histories),
+        }
     }
+    if "ingest" in parts:
+        results["ingest_postgres"] = bench_ingest(settings, events, big)
+    if "dbt" in parts:
+        results["dbt"] = bench_dbt(settings, histories)
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
