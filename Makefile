@@ -52,11 +52,12 @@ test: install up lint ## every test: Python suite against real Kafka and Postgre
 DEMO_SEED ?= 42
 DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json
 
-demo: install up ## simulate an hour of traffic (in ~10 s), ingest it, dbt build, show the marts
+demo: install up ## simulate an hour of traffic (in ~10 s), ingest it, dbt build, send quota alerts, show the marts
 	$(AE) simulate --duration 1h --speedup 360 --seed $(DEMO_SEED) \
 		--malformed-share 0.005 --duplicate-share 0.01 --late-share 0.02 --ledger $(DEMO_LEDGER)
 	$(AE) ingest postgres --until-caught-up
 	$(DBT) build --target postgres --quiet --warn-error-options '{"silence": ["NoNodesForSelectionCriteria"]}'
+	$(AE) notify
 	$(AE) report --ledger $(DEMO_LEDGER)
 
 dbt-build: install up ## dbt build on PostgreSQL (the default target)
