@@ -8,30 +8,11 @@ import os
 import re
 from typing import Any
 
+from antenna_elt.argtypes import positive_float, positive_int
 from antenna_elt.config import Settings
 from antenna_elt.errors import UserError
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
 
 
 def add_loop_arguments(
@@ -42,13 +23,13 @@ def add_loop_arguments(
     parser.add_argument("--group", default=group, help=f"consumer group id (default: {group})")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=batch_size,
         help=f"write a batch when it holds this many messages (default: {batch_size})",
     )
     parser.add_argument(
         "--max-latency",
-        type=_positive_float,
+        type=positive_float,
         default=max_latency,
         help=f"write a batch when its oldest message is this many seconds old (default: {max_latency:g})",
     )
@@ -62,12 +43,12 @@ def add_loop_arguments(
     )
     parser.add_argument(
         "--max-messages",
-        type=_positive_int,
+        type=positive_int,
         help="stop after this many messages, events plus rejects",
     )
     parser.add_argument(
         "--log-interval",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         help="seconds between progress lines with rate and consumer lag (default: 10)",
     )

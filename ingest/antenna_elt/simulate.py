@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from antenna_elt.argtypes import non_negative, positive_int, share
 from antenna_elt.config import Settings
 from antenna_elt.errors import UserError
 
@@ -37,36 +38,6 @@ def parse_start(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -307,17 +278,17 @@ def register(subparsers: Any) -> None:
         help="simulated time the events span: 3600s, 90m, 1h (default: 1h, or derived from --count)",
     )
     p.add_argument(
-        "--count", type=_positive_int, help="messages to send (default: 36000 per simulated hour)"
+        "--count", type=positive_int, help="messages to send (default: 36000 per simulated hour)"
     )
     p.add_argument(
         "--speedup",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         help="simulated seconds per real second; 0 = no pacing (default: 0)",
     )
     p.add_argument(
         "--rate",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         help="at most this many messages per real second; 0 = no cap (default: 0)",
     )
@@ -329,7 +300,7 @@ def register(subparsers: Any) -> None:
         help="devices not in user metadata, besides the 20 seeded users (default: 2)",
     )
     p.add_argument(
-        "--antennas", type=_positive_int, default=5, help="number of antennas (default: 5)"
+        "--antennas", type=positive_int, default=5, help="number of antennas (default: 5)"
     )
     p.add_argument(
         "--apps",
@@ -338,19 +309,19 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--malformed-share",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of messages that break the contract, every kind in turn (default: 0)",
     )
     p.add_argument(
         "--duplicate-share",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of events re-sent byte for byte a little later (default: 0)",
     )
     p.add_argument(
         "--late-share",
-        type=_share,
+        type=share,
         default=0.0,
         help="share of events with an event time before the simulated clock (default: 0)",
     )
@@ -362,7 +333,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--window-seconds",
-        type=_positive_int,
+        type=positive_int,
         default=300,
         help="window of the ledger's per-window totals; match dbt's var (default: 300)",
     )
