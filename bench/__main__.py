@@ -79,7 +79,7 @@ def drop_schemas(settings: Any, prefix: str) -> None:
 
 def bench_ingest(settings: Any, events: int, big_events: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for count in (events, big_events):
+    for count in [n for n in (events, big_events) if n]:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
         schema = f"bench_raw_{uuid.uuid4().hex[:6]}"
         create_topic(settings, topic)

@@ -23,16 +23,12 @@ def consume_only(bootstrap: str, topic: str, total: int) -> float:
     """Messages per second of a subscribed kafka-python consumer that does nothing."""
     from kafka import KafkaConsumer
 
+    from antenna_elt.consume import CONSUMER_SETTINGS
+
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap.split(","),
         group_id=f"bench-ceiling-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=200,
-        check_crcs=False,
+        **CONSUMER_SETTINGS,
     )
     consumer.subscribe([topic])
     seen = 0
