@@ -181,8 +181,25 @@ def _make_listener() -> Any:
 _WRITER_SINK: Sink | None = None
 
 
-def _writer_init(sink_factory: Callable[[], Sink]) -> None:
+def _log_config() -> tuple[int, str | None, str | None]:
+    """The parent's logging set-up, for the writer process (spawned processes start bare)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if handler.formatter is not None:
+            return root.level, handler.formatter._fmt, handler.formatter.datefmt
+    return root.level, None, None
+
+
+def _writer_init(
+    sink_factory: Callable[[], Sink],
+    log_config: tuple[int, str | None, str | None] = (30, None, None),
+) -> None:
     global _WRITER_SINK
+    level, fmt, datefmt = log_config
+    if fmt is not None:  # the sink's own log lines (e.g. the lake's closed hours) show too
+        logging.Formatter.converter = time.gmtime
+        logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     # the parent coordinates shutdown; die with it if it is killed (kill -9), so no
     # orphan keeps a transaction open
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -240,7 +257,7 @@ class IngestLoop:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_writer_init,
-            initargs=(self.sink_factory,),
+            initargs=(self.sink_factory, _log_config()),
         )
 
     # -- lifecycle -----------------------------------------------------------------

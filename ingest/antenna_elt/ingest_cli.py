@@ -113,3 +113,7 @@ def register(subparsers: Any) -> None:
         help="landing schema, created if missing (default: ANTENNA_ELT_RAW_SCHEMA or raw)",
     )
     pg.set_defaults(func=run_postgres)
+
+    from antenna_elt import sink_lake
+
+    sink_lake.register(sub)
