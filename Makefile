@@ -52,13 +52,17 @@ test: install up lint ## every test: Python suite against real Kafka and Postgre
 DEMO_SEED ?= 42
 DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json
 
-demo: install up ## simulate an hour of traffic (in ~10 s), ingest it, dbt build, send quota alerts, show the marts
+demo: install up ## simulate an hour of traffic (in ~10 s), ingest it into PostgreSQL and the lake, dbt build on both, send quota alerts, show the marts
 	$(AE) simulate --duration 1h --speedup 360 --seed $(DEMO_SEED) \
 		--malformed-share 0.005 --duplicate-share 0.01 --late-share 0.02 --ledger $(DEMO_LEDGER)
 	$(AE) ingest postgres --until-caught-up
 	$(DBT) build --target postgres --quiet --warn-error-options '{"silence": ["NoNodesForSelectionCriteria"]}'
 	$(AE) notify
 	$(AE) report --ledger $(DEMO_LEDGER)
+	@echo; echo "Batch layer: the same events as hourly Parquet, the same marts in DuckDB"
+	$(AE) ingest lake --until-caught-up --max-latency 5
+	$(DBT) build --target duckdb --quiet --warn-error-options '{"silence": ["NoNodesForSelectionCriteria"]}'
+	$(BIN)/python -m antenna_elt.demo_compare
 
 dbt-build: install up ## dbt build on PostgreSQL (the default target)
 	$(DBT) build
