@@ -1,8 +1,9 @@
 """The dbt marts against the simulator's ledger, across targets, and incremental builds.
 
 A fixed-seed simulated run (with malformed, duplicated and late events) goes through the
-real Kafka broker and the PostgreSQL ingestor; `dbt build` runs on PostgreSQL and, over a
-Parquet copy of the same events laid out as the lake, on DuckDB.
+real Kafka broker into both ingestors: the PostgreSQL ingestor (speed layer) and the lake
+ingestor (hourly Parquet, batch layer). `dbt build` runs on PostgreSQL over staging and on
+DuckDB over the lake the lake ingestor wrote, and the two must agree row for row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from conftest import run_cli
 from helpers import ingest_until_caught_up, unique_group
+from lake_helpers import ingest_lake, read_lake
 
 from antenna_elt import ledger as ledger_module
 from antenna_elt.config import Settings
@@ -72,35 +74,6 @@ def mart_rows(run: Run, target: str, schema: str, mart: str) -> list[tuple[Any, 
     return query_duckdb(run.tmp / "warehouse.duckdb", sql)
 
 
-def export_raw_to_lake(run: Run) -> int:
-    """The staged events as one Parquet file in the lake layout (hour of the first event)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = query_postgres(
-        run.settings.pg_conninfo,
-        f"select event_time, id::text, antenna_id::text, bytes, app, kafka_topic, kafka_partition, "
-        f"kafka_offset, ingested_at from {run.raw_schema}.device_usage order by kafka_partition, kafka_offset",
-    )
-    utc = pa.timestamp("us", tz="UTC")
-    schema = pa.schema(
-        [("event_time", utc), ("id", pa.string()), ("antenna_id", pa.string()), ("bytes", pa.int64()),
-         ("app", pa.string()), ("kafka_topic", pa.string()), ("kafka_partition", pa.int32()),
-         ("kafka_offset", pa.int64()), ("ingested_at", utc)]
-    )  # fmt: skip
-    table = pa.Table.from_arrays(
-        [
-            pa.array(col, type=f.type)
-            for col, f in zip(zip(*rows, strict=True), schema, strict=True)
-        ],
-        schema=schema,
-    )
-    directory = run.tmp / "lake" / "device_usage" / "year=2026" / "month=11" / "day=24" / "hour=08"
-    directory.mkdir(parents=True)
-    pq.write_table(table, directory / f"{run.topic}+0.parquet")
-    return table.num_rows
-
-
 @pytest.fixture(scope="module")
 def simulated(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -114,6 +87,8 @@ def simulated(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     assert proc.returncode == 0, proc.stderr
     ingest_until_caught_up(settings, topic, raw_schema, unique_group())
+    # the batch layer: the same topic through `ingest lake` (its own consumer group)
+    ingest_lake(settings, topic, (tmp / "lake").as_uri(), unique_group())
     run = Run(settings, topic, raw_schema, ledger_module.load(tmp / "ledger.json"), tmp)
     try:
         yield run
@@ -207,13 +182,34 @@ def test_user_quota_limit_lists_exactly_the_ledgers_breaches(
     assert sorted(rows) == sorted((e, u, q, h) for e, h, u, q in expected)
 
 
+def test_the_lake_holds_exactly_the_ledgers_events(simulated: Run) -> None:
+    ledger = simulated.ledger
+    events = read_lake(simulated.tmp / "lake")
+    rejects = read_lake(simulated.tmp / "lake", "device_usage_rejects")
+    assert events.num_rows == ledger.counters["events"] + ledger.counters["duplicates"]
+    reasons: dict[str, int] = {}
+    for reason in rejects.column("reason").to_pylist():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    assert reasons == dict(ledger.malformed_by_kind)
+    distinct = {
+        (row["event_time"], row["id"], row["antenna_id"], row["app"], row["bytes"])
+        for row in events.select(["event_time", "id", "antenna_id", "app", "bytes"]).to_pylist()
+    }
+    assert len(distinct) == ledger.counters["events"]
+    for dimension, column in (("antenna", "antenna_id"), ("user", "id"), ("app", "app")):
+        totals: dict[tuple[datetime, str], int] = {}
+        for event_time, dev, antenna, app, nbytes in distinct:
+            key = (
+                event_time.replace(minute=0, second=0, microsecond=0),
+                {"antenna_id": antenna, "id": dev, "app": app}[column],
+            )
+            totals[key] = totals.get(key, 0) + nbytes
+        assert totals == ledger.bytes_by("hour", dimension), dimension
+
+
 def test_duckdb_over_the_lake_builds_the_same_marts_as_postgres(
     simulated: Run, postgres_marts: str
 ) -> None:
-    assert (
-        export_raw_to_lake(simulated)
-        == simulated.ledger.counters["events"] + simulated.ledger.counters["duplicates"]
-    )
     schema = f"{simulated.tmp.name}_duck".replace("-", "_")
     dbt_build(simulated, schema, "duckdb")
     for mart in MARTS:
