@@ -3,7 +3,8 @@
 1. PostgreSQL ingest throughput end to end (`antenna-elt ingest postgres --until-caught-up`
    as a process) against the ceiling of consuming the same topic with kafka-python and
    doing nothing, at 1M events; peak memory of the ingestor (process + writer) at 1M and
-   5M events.
+   5M events. The lake ingestor (`antenna-elt ingest lake --until-caught-up`) on the same
+   1M-event topic against the same ceiling, with the files it leaves per hour.
 2. dbt: models built from scratch (`dbt seed` + `dbt run --full-refresh`) and incrementally
    after one more hour of events, with 1M and 10M events of history, on PostgreSQL and
    DuckDB; how the incremental time grows with history; and the data tests' time (they
@@ -29,6 +30,7 @@ from antenna_elt import stack
 from antenna_elt.config import PROJECT_ROOT, load_settings
 from antenna_elt.dbt_runner import run_dbt
 from bench.ingest_postgres import consume_only, ingest_postgres
+from bench.lake import bench_lake
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
@@ -77,11 +79,16 @@ def drop_schemas(settings: Any, prefix: str) -> None:
             conn.execute(f"drop schema {name} cascade")
 
 
-def bench_ingest(settings: Any, events: int, big_events: int) -> dict[str, Any]:
+def bench_ingest(
+    settings: Any, events: int, big_events: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both ingestors on the same topics; the lake ingestor at `events` only."""
     out: dict[str, Any] = {}
+    lake_out: dict[str, Any] = {}
     for count in [n for n in (events, big_events) if n]:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
         schema = f"bench_raw_{uuid.uuid4().hex[:6]}"
+        lake = RESULTS / f"lake-{topic}"
         create_topic(settings, topic)
         try:
             log(f"producing {count:,} events to {topic}")
@@ -105,14 +112,19 @@ def bench_ingest(settings: Any, events: int, big_events: int) -> dict[str, Any]:
                 entry["ratio_to_ceiling"] = round(rate / ceiling, 2)
             out[str(count)] = entry
             log(json.dumps(entry))
+            if ceiling:
+                log(f"ingest lake of {count:,} events (same topic, same ceiling)")
+                lake_out[str(count)] = bench_lake(settings, topic, count, lake, ceiling)
+                log(json.dumps(lake_out[str(count)]))
         finally:
             delete_topic(settings, topic)
             drop_schemas(settings, schema)
+            subprocess.run(["rm", "-rf", str(lake)], check=False)
     sizes = list(out)
     out["peak_rss_ratio_big_to_small"] = round(
         out[sizes[-1]]["peak_rss_mib"] / out[sizes[0]]["peak_rss_mib"], 2
     )
-    return out
+    return out, lake_out
 
 
 GENERATE_PG = """
@@ -142,10 +154,11 @@ def pg_history(settings: Any, schema: str, first: int, last: int, count: int, ho
 
 
 def duckdb_history(lake: Path, first: int, last: int, count: int, hours: int) -> None:
+    """Events `first..last` as Parquet in the lake ingestor's layout: one folder per event
+    hour (year=/month=/day=/hour=), a new file per call, as a later batch would add."""
     import duckdb
 
-    target = lake / "device_usage" / "year=2026" / "month=01" / "day=01" / "hour=00"
-    target.mkdir(parents=True, exist_ok=True)
+    (lake / "device_usage").mkdir(parents=True, exist_ok=True)
     with duckdb.connect() as conn:
         conn.execute(
             f"""copy (
@@ -155,9 +168,16 @@ def duckdb_history(lake: Path, first: int, last: int, count: int, hours: int) ->
                        cast((g * 7919) % 400 as bigint) as bytes,
                        (['FACETIME','SKYPE','FACEBOOK','WHATSAPP'])[1 + g % 4] as app,
                        'bench' as kafka_topic, cast(g % 3 as integer) as kafka_partition, g as kafka_offset,
-                       now() as ingested_at
+                       now() as ingested_at,
+                       strftime(event_time at time zone 'UTC', '%Y') as year,
+                       strftime(event_time at time zone 'UTC', '%m') as month,
+                       strftime(event_time at time zone 'UTC', '%d') as day,
+                       strftime(event_time at time zone 'UTC', '%H') as hour
                 from range({first}, {last} + 1) t(g)
-            ) to '{target}/part-{first}.parquet' (format parquet)"""
+            ) to '{lake}/device_usage' (
+                format parquet, partition_by (year, month, day, hour),
+                filename_pattern 'bench+{first}+{{i}}', overwrite_or_ignore
+            )"""
         )
 
 
@@ -243,7 +263,7 @@ def main() -> int:
         }
     }
     if "ingest" in parts:
-        results["ingest_postgres"] = bench_ingest(settings, events, big)
+        results["ingest_postgres"], results["ingest_lake"] = bench_ingest(settings, events, big)
     if "dbt" in parts:
         results["dbt"] = bench_dbt(settings, histories)
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

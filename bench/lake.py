@@ -13,14 +13,12 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_postgres import _tree_rss_kib, consume_only
+from bench.ingest_postgres import consume_only, run_sampled
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,26 +30,7 @@ def ingest_lake(topic: str, lake: Path, env: dict[str, str], *extra: str) -> dic
         "--lake", str(lake), "--group", f"bench-lake-{uuid.uuid4().hex[:8]}",
         "--until-caught-up", *extra,
     ]  # fmt: skip
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, _tree_rss_kib(proc.pid))
-            stop.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    elapsed = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"ingest lake failed ({proc.returncode}): {err[-2000:]}")
-    return {"seconds": elapsed, "peak_rss_mib": peak / 1024, "log": err}
+    return run_sampled(cmd, env)
 
 
 def file_figures(lake: Path) -> dict[str, Any]:
@@ -74,9 +53,13 @@ def file_figures(lake: Path) -> dict[str, Any]:
     }
 
 
-def bench_lake(settings: Any, topic: str, count: int, lake: Path) -> dict[str, Any]:
-    """Consume-only ceiling, then the lake ingestor, on the same topic in the same run."""
-    ceiling = consume_only(settings.kafka_bootstrap_servers, topic, count)
+def bench_lake(
+    settings: Any, topic: str, count: int, lake: Path, ceiling: float | None = None
+) -> dict[str, Any]:
+    """Consume-only ceiling (unless measured already in this run on this topic), then the
+    lake ingestor, on the same topic."""
+    if ceiling is None:
+        ceiling = consume_only(settings.kafka_bootstrap_servers, topic, count)
     result = ingest_lake(topic, lake, dict(os.environ))
     rate = count / result["seconds"]
     return {
