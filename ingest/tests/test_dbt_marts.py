@@ -207,11 +207,17 @@ def test_the_lake_holds_exactly_the_ledgers_events(simulated: Run) -> None:
         assert totals == ledger.bytes_by("hour", dimension), dimension
 
 
-def test_duckdb_over_the_lake_builds_the_same_marts_as_postgres(
-    simulated: Run, postgres_marts: str
-) -> None:
+@pytest.fixture(scope="module")
+def duckdb_marts(simulated: Run) -> str:
     schema = f"{simulated.tmp.name}_duck".replace("-", "_")
     dbt_build(simulated, schema, "duckdb")
+    return schema
+
+
+def test_duckdb_over_the_lake_builds_the_same_marts_as_postgres(
+    simulated: Run, postgres_marts: str, duckdb_marts: str
+) -> None:
+    schema = duckdb_marts
     for mart in MARTS:
         assert mart_rows(simulated, "duckdb", schema, mart) == mart_rows(
             simulated, "postgres", postgres_marts, mart
@@ -225,6 +231,20 @@ def test_duckdb_over_the_lake_builds_the_same_marts_as_postgres(
         duck = mart_rows(simulated, "duckdb", schema, mart)
         pg = mart_rows(simulated, "postgres", postgres_marts, mart)
         assert rounded(duck) == rounded(pg), mart
+
+
+def test_duckdb_lists_the_hours_the_lake_ingestor_closed(simulated: Run, duckdb_marts: str) -> None:
+    """Events run from 07:30 (late ones) to 09:59; an hour closes once the watermark is 10
+    minutes past its end, so 07:00 and 08:00 are closed and 09:00 is still open."""
+    events = read_lake(simulated.tmp / "lake")
+    per_hour: dict[datetime, int] = {}
+    for moment in events.column("event_time").to_pylist():
+        hour = naive(moment.replace(minute=0, second=0, microsecond=0))
+        per_hour[hour] = per_hour.get(hour, 0) + 1
+    closed = mart_rows(simulated, "duckdb", duckdb_marts, "dim_closed_hours")
+    hours = [datetime(2026, 11, 24, 7), datetime(2026, 11, 24, 8)]
+    assert [(row[0], row[1]) for row in closed] == [(h, per_hour[h]) for h in hours]
+    assert datetime(2026, 11, 24, 9) in per_hour
 
 
 def test_incremental_builds_equal_a_full_refresh(
