@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status test lint demo bench docs dbt-build clean
+.PHONY: help install up down status test lint demo bench docs dbt-build dashboards clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ dbt-build: install up ## dbt build on PostgreSQL (the default target)
 docs: install up ## generate the dbt docs and serve them on http://127.0.0.1:8080
 	$(DBT) docs generate
 	$(DBT) docs serve --host 127.0.0.1 --port 8080 --no-browser
+
+dashboards: install up ## Superset on http://127.0.0.1:8088 with the dashboards imported from dashboards/ (idempotent); prints the URLs
+	$(AE) dashboards up
 
 bench: install up ## benchmarks: ingest throughput vs consume-only ceiling, memory, dbt build times
 	$(BIN)/python -m bench

@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "antenna_elt.report",
     "antenna_elt.load",
     "antenna_elt.notify",
+    "antenna_elt.dashboards",
 )
 
 
