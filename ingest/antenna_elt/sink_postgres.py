@@ -28,9 +28,12 @@ create table if not exists {schema}.device_usage (
 );
 -- No primary key on (topic, partition, offset): the offsets table, updated in the same
 -- transaction, already makes every offset land once, and the key's index would cost half
--- the COPY time. A BRIN index serves the time-range scans of dbt's incremental models.
+-- the COPY time. A BRIN index serves the time-range scans of dbt's incremental models;
+-- autosummarize lets autovacuum summarize each filled block range, without which rows
+-- appended since the last VACUUM are in no summary and every incremental run reads them all.
 create index if not exists device_usage_event_time_brin
-    on {schema}.device_usage using brin (event_time);
+    on {schema}.device_usage using brin (event_time) with (autosummarize = on);
+alter index {schema}.device_usage_event_time_brin set (autosummarize = on);
 comment on table {schema}.device_usage is
     'Valid events of the devices topic, one row per Kafka offset (antenna-elt ingest postgres).';
 
