@@ -25,6 +25,7 @@ only imports the standard library, psycopg and PyYAML.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -221,7 +222,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+    return lines[-1].strip() if lines else "(no output)"
 
 
 # -- 1. install ------------------------------------------------------------------------
@@ -490,12 +491,21 @@ def ensure_metadata(instance: Instance, settings: Settings, created_db: bool) ->
 # -- 5. the server ---------------------------------------------------------------------
 
 
-def running_pid(instance: Instance) -> int | None:
+def _pidfile_entry(instance: Instance) -> tuple[int, int] | None:
+    """(pid, port) of the Superset this instance started, if it still runs."""
     try:
-        pid = int(instance.pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        fields = [int(x) for x in instance.pidfile.read_text().split()]
+    except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    if len(fields) != 2:
+        return None
+    pid, port = fields
+    return (pid, port) if _pid_alive(pid) else None
+
+
+def running_pid(instance: Instance) -> int | None:
+    entry = _pidfile_entry(instance)
+    return entry[0] if entry else None
 
 
 def healthy(instance: Instance, timeout: float = 2.0) -> bool:
@@ -508,8 +518,14 @@ def healthy(instance: Instance, timeout: float = 2.0) -> bool:
 
 def start(instance: Instance) -> str:
     """Start Superset unless this instance already runs; wait for /health."""
-    pid = running_pid(instance)
-    if pid is not None:
+    entry = _pidfile_entry(instance)
+    if entry is not None:
+        pid, port = entry
+        if port != instance.port:
+            raise UserError(
+                f"Superset already runs from {instance.home} on port {port} (pid {pid}): use "
+                f"--port {port}, or stop it with `antenna-elt dashboards down --port {port}`"
+            )
         _wait_healthy(instance, pid)
         return f"already running (pid {pid}, {instance.url})"
     if _port_open(instance.port):
@@ -544,7 +560,7 @@ def start(instance: Instance) -> str:
             cwd=instance.home,
             start_new_session=True,
         )
-    instance.pidfile.write_text(str(proc.pid))
+    instance.pidfile.write_text(f"{proc.pid} {instance.port}\n")
     started = time.monotonic()
     _wait_healthy(instance, proc.pid)
     return (
@@ -658,6 +674,29 @@ def import_bundle(instance: Instance, bundle: Bundle) -> None:
         )
 
 
+MARTS_READ = (
+    "bytes",
+    "bytes_hourly",
+    "user_quota_limit",
+    "dim_users",
+    "fct_network_activity_windowed",
+    "fct_antenna_bandwidth_windowed",
+    "fct_devices_active_recent",
+)
+
+
+def missing_marts(settings: Settings, marts_schema: str) -> list[str]:
+    """The marts the dashboards read that the schema does not hold (yet)."""
+    with _connect(settings) as conn:
+        present = {
+            name
+            for (name,) in conn.execute(
+                "select tablename from pg_tables where schemaname = %s", (marts_schema,)
+            ).fetchall()
+        }
+    return [name for name in MARTS_READ if name not in present]
+
+
 def dashboard_url(instance: Instance, slug: str) -> str:
     return f"{instance.url}/superset/dashboard/{slug}/"
 
@@ -690,6 +729,12 @@ def up(settings: Settings, instance: Instance) -> Running:
         f"imported {len(bundle.dashboards)} dashboards, {bundle.charts} charts, "
         f"{bundle.datasets} datasets over schema {instance.marts_schema}"
     )
+    missing = missing_marts(settings, instance.marts_schema)
+    if missing:
+        _log(
+            f"schema {instance.marts_schema} lacks {', '.join(missing)}: the charts show errors "
+            "until `dbt build` (or `make demo`) has built the marts"
+        )
     return Running(instance, admin_password, bundle)
 
 
@@ -718,10 +763,12 @@ def _run_down(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_status(args: argparse.Namespace, settings: Settings) -> int:
     instance = _instance_from_args(args, settings)
-    pid = running_pid(instance)
-    if pid is None:
+    entry = _pidfile_entry(instance)
+    if entry is None:
         print("superset: stopped")
         return 1
+    pid, port = entry
+    instance = dataclasses.replace(instance, port=port)
     state = "running" if healthy(instance) else "not answering"
     print(f"superset: {state} (pid {pid}, {instance.url}/, log {instance.logfile})")
     return 0 if state == "running" else 1
