@@ -355,9 +355,40 @@ def test_read_only_role_reads_the_marts_and_is_refused_on_raw(served: Served) ->
             conn.execute(f"create table {served.marts_schema}.not_allowed (a int)")
 
 
-def test_a_second_up_leaves_superset_running_and_reimports(served: Served) -> None:
+def metadata_rows(served: Served, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    conninfo = f"{served.settings.pg_conninfo} dbname={served.instance.metadata_db}"
+    with psycopg.connect(conninfo) as conn:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def test_both_dashboards_refresh_every_10_seconds(served: Served) -> None:
+    import json
+
+    rows = metadata_rows(served, "select slug, json_metadata from dashboards order by slug")
+    assert [slug for slug, _ in rows] == ["hourly-usage-quotas", "network-live"]
+    assert [json.loads(meta)["refresh_frequency"] for _, meta in rows] == [10, 10]
+
+
+def test_a_second_up_leaves_superset_running_and_overwrites_changed_assets(
+    served: Served,
+) -> None:
     pid = dashboards.running_pid(served.instance)
+    reader_uri = dashboards.reader_uri(
+        served.settings, served.instance.reader_role, served.reader_password
+    )
+    changed = dashboards.render_bundle(served.marts_schema, reader_uri)
+    path = "charts/hourly_users_over_quota.yaml"
+    changed.contents[path] = changed.contents[path].replace(
+        f"slice_name: {QUOTA_TABLE}", "slice_name: Renamed by the test"
+    )
+    dashboards.import_bundle(served.instance, changed)
+    names = "select slice_name from slices where slice_name in (%s, %s) order by 1"
+    assert metadata_rows(served, names, QUOTA_TABLE, "Renamed by the test") == [
+        ("Renamed by the test",)
+    ]
+
     again = dashboards.up(served.settings, served.instance)
     assert dashboards.running_pid(served.instance) == pid
     assert again.admin_password == served.running.admin_password
-    assert again.bundle.charts == served.running.bundle.charts
+    assert metadata_rows(served, names, QUOTA_TABLE, "Renamed by the test") == [(QUOTA_TABLE,)]
+    assert metadata_rows(served, "select count(*) from slices") == [(12,)]
