@@ -34,8 +34,8 @@ $(PROFILE): profiles.yml.example
 up: install ## start the local Kafka broker and PostgreSQL server (no-op when running)
 	$(AE) stack up
 
-down: ## stop the local Kafka and PostgreSQL that `make up` started
-	@if [ -x $(AE) ]; then $(AE) stack down; fi
+down: ## stop what the project started: Superset (`make dashboards`), Kafka and PostgreSQL
+	@if [ -x $(AE) ]; then $(AE) dashboards down; $(AE) stack down; fi
 
 status: install ## show what the local stack is running
 	$(AE) stack status
@@ -63,6 +63,7 @@ demo: install up ## simulate an hour of traffic (in ~10 s), ingest it into Postg
 	$(AE) ingest lake --until-caught-up --max-latency 5
 	$(DBT) build --target duckdb --quiet --warn-error-options '{"silence": ["NoNodesForSelectionCriteria"]}'
 	$(BIN)/python -m antenna_elt.demo_compare
+	@echo; echo "Dashboards over these marts: make dashboards (Superset on http://127.0.0.1:8088)"
 
 dbt-build: install up ## dbt build on PostgreSQL (the default target)
 	$(DBT) build
