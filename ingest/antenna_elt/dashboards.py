@@ -31,7 +31,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antenna_elt.argtypes import port_number
 from antenna_elt.config import PROJECT_ROOT, Settings
 from antenna_elt.errors import UserError
+from antenna_elt.processes import pid_alive, port_open, stop_pid, tail
 
 BUNDLE_DIR = PROJECT_ROOT / "dashboards"
 DEFAULT_PORT = 8088
@@ -191,35 +192,6 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return value
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "(no output)"
@@ -345,7 +317,7 @@ def ensure_reader_role(settings: Settings, reader: str, marts_schema: str, passw
                 "alter default privileges for role {} in schema {} grant select on tables to {}"
             ).format(sql.Identifier(owner), schema, role)
         )
-        # explicitly nothing on the landing and alert schemas, whatever was granted before
+        # nothing on any other schema (raw, rejects, alerts, staging), whatever was granted before
         others = conn.execute(
             "select nspname from pg_namespace where nspname <> %s and nspname not like 'pg\\_%%' "
             "and nspname <> 'information_schema' and has_schema_privilege(%s, oid, 'usage')",
@@ -362,11 +334,6 @@ def ensure_reader_role(settings: Settings, reader: str, marts_schema: str, passw
             conn.execute(
                 sql.SQL("revoke all on schema {} from {}").format(sql.Identifier(other), role)
             )
-        for landing in ("raw", "alerts"):
-            if conn.execute("select 1 from pg_namespace where nspname = %s", (landing,)).fetchone():
-                conn.execute(
-                    sql.SQL("revoke all on schema {} from {}").format(sql.Identifier(landing), role)
-                )
 
 
 def drop_reader_role(settings: Settings, reader: str) -> None:
@@ -500,7 +467,7 @@ def _pidfile_entry(instance: Instance) -> tuple[int, int] | None:
     if len(fields) != 2:
         return None
     pid, port = fields
-    return (pid, port) if _pid_alive(pid) else None
+    return (pid, port) if pid_alive(pid) else None
 
 
 def running_pid(instance: Instance) -> int | None:
@@ -528,7 +495,7 @@ def start(instance: Instance) -> str:
             )
         _wait_healthy(instance, pid)
         return f"already running (pid {pid}, {instance.url})"
-    if _port_open(instance.port):
+    if port_open(instance.port):
         raise UserError(
             f"port {instance.port} is taken by another program: stop it, or choose another "
             "port with --port or ANTENNA_ELT_SUPERSET_PORT"
@@ -572,17 +539,17 @@ def start(instance: Instance) -> str:
 def _wait_healthy(instance: Instance, pid: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             raise UserError(
                 f"Superset exited while starting; last lines of {instance.logfile}:\n"
-                f"{_tail(instance.logfile)}"
+                f"{tail(instance.logfile)}"
             )
         if healthy(instance):
             return
         time.sleep(0.5)
     raise UserError(
         f"Superset did not answer {instance.url}/health within {START_TIMEOUT:.0f} s; "
-        f"last lines of {instance.logfile}:\n{_tail(instance.logfile)}"
+        f"last lines of {instance.logfile}:\n{tail(instance.logfile)}"
     )
 
 
@@ -591,12 +558,8 @@ def stop(instance: Instance) -> str:
     if pid is None:
         instance.pidfile.unlink(missing_ok=True)
         return "not running"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    # gunicorn leads its own session: a SIGKILL must reach its workers too
+    stop_pid(pid, timeout=30, group=True)
     instance.pidfile.unlink(missing_ok=True)
     return f"stopped (pid {pid})"
 
@@ -774,16 +737,6 @@ def _run_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if state == "running" else 1
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "dashboards",
@@ -810,7 +763,7 @@ def register(subparsers: Any) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument(
             "--port",
-            type=_port,
+            type=port_number,
             default=default_port,
             help=f"port on 127.0.0.1 (default: ANTENNA_ELT_SUPERSET_PORT or {DEFAULT_PORT})",
         )

@@ -31,6 +31,7 @@ from typing import Any
 
 from antenna_elt.config import DEFAULT_PG_DATABASE, DEFAULT_PG_USER, PROJECT_ROOT, Settings
 from antenna_elt.errors import UserError
+from antenna_elt.processes import pid_alive, port_open, read_pid, stop_pid, tail
 
 FILES = Path(__file__).resolve().parent / "stack_files"
 KAFKA_START_TIMEOUT = 90.0
@@ -53,36 +54,7 @@ class ComponentStatus:
         )
 
 
-# -- small process helpers -------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+# -- small helpers ---------------------------------------------------------------------
 
 
 def _require(tool: str, package: str) -> str:
@@ -92,14 +64,6 @@ def _require(tool: str, package: str) -> str:
             f"`{tool}` not found on PATH: install it with `apt-get install -y {package}`"
         )
     return found
-
-
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 # -- Kafka -----------------------------------------------------------------------------
@@ -215,8 +179,8 @@ def _format_kafka_storage(settings: Settings, lib: Path, config: Path) -> None:
 
 
 def kafka_pid(settings: Settings) -> int | None:
-    pid = _read_pid(_kafka_pidfile(settings))
-    return pid if pid is not None and _pid_alive(pid) else None
+    pid = read_pid(_kafka_pidfile(settings))
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def _kafka_answers(bootstrap: str, timeout: float = 5.0) -> bool:
@@ -252,7 +216,7 @@ def start_kafka(settings: Settings) -> str:
     if pid is not None:
         _wait_kafka(settings, pid)
         return f"kafka: already running (pid {pid}, {settings.kafka_bootstrap_servers})"
-    if _port_open(settings.kafka_port):
+    if port_open(settings.kafka_port):
         raise UserError(
             f"port {settings.kafka_port} is taken by another program: stop it, or set "
             "ANTENNA_ELT_KAFKA_PORT to a free port, or KAFKA_BOOTSTRAP_SERVERS to use that broker"
@@ -281,15 +245,15 @@ def _wait_kafka(settings: Settings, pid: int) -> None:
     deadline = time.monotonic() + KAFKA_START_TIMEOUT
     log = _kafka_dir(settings) / "broker.log"
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             raise UserError(
-                f"the Kafka broker exited while starting; last lines of {log}:\n{_tail(log)}"
+                f"the Kafka broker exited while starting; last lines of {log}:\n{tail(log)}"
             )
-        if _port_open(settings.kafka_port) and _kafka_answers(settings.kafka_bootstrap_servers):
+        if port_open(settings.kafka_port) and _kafka_answers(settings.kafka_bootstrap_servers):
             return
         time.sleep(0.5)
     raise UserError(
-        f"the Kafka broker did not answer within {KAFKA_START_TIMEOUT:.0f} s; last lines of {log}:\n{_tail(log)}"
+        f"the Kafka broker did not answer within {KAFKA_START_TIMEOUT:.0f} s; last lines of {log}:\n{tail(log)}"
     )
 
 
@@ -311,31 +275,13 @@ def ensure_topic(settings: Settings, topic: str, partitions: int = TOPIC_PARTITI
         admin.close()
 
 
-def _stop_pid(pid: int, timeout: float, sig: int = signal.SIGTERM) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while _pid_alive(pid):
-        time.sleep(0.1)
-
-
 def stop_kafka(settings: Settings) -> str:
     if settings.kafka_external:
         return "kafka: external, left alone"
     pid = kafka_pid(settings)
     if pid is None:
         return "kafka: not running"
-    _stop_pid(pid, 30.0)
+    stop_pid(pid, 30.0)
     _kafka_pidfile(settings).unlink(missing_ok=True)
     return f"kafka: stopped (pid {pid})"
 
@@ -344,7 +290,7 @@ def kill_kafka(settings: Settings) -> None:
     """SIGKILL the local broker (crash tests)."""
     pid = kafka_pid(settings)
     if pid is not None:
-        _stop_pid(pid, 0.0, signal.SIGKILL)
+        stop_pid(pid, 0.0, signal.SIGKILL)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------
@@ -408,8 +354,8 @@ def _pg_ctl(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
 
 
 def postgres_pid(settings: Settings) -> int | None:
-    pid = _read_pid(_pg_dir(settings) / "data" / "postmaster.pid")
-    return pid if pid is not None and _pid_alive(pid) else None
+    pid = read_pid(_pg_dir(settings) / "data" / "postmaster.pid")
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def _pg_connect(settings: Settings, dbname: str | None = None, timeout: int = 3) -> Any:
@@ -488,7 +434,7 @@ def start_postgres(settings: Settings) -> str:
     if pid is not None and _pg_answers(settings, "postgres"):
         _ensure_database(settings)
         return f"postgres: already running (pid {pid}, 127.0.0.1:{settings.pg_port})"
-    if pid is None and _port_open(settings.pg_port):
+    if pid is None and port_open(settings.pg_port):
         raise UserError(
             f"port {settings.pg_port} is taken by another program: stop it, or set "
             "ANTENNA_ELT_PG_PORT to a free port, or PGHOST/PGPORT to use that server"
@@ -513,11 +459,11 @@ def start_postgres(settings: Settings) -> str:
         check=False,
     )
     if proc.returncode != 0:
-        raise UserError(f"PostgreSQL did not start; last lines of {log}:\n{_tail(log)}")
+        raise UserError(f"PostgreSQL did not start; last lines of {log}:\n{tail(log)}")
     deadline = time.monotonic() + PG_START_TIMEOUT
     while not _pg_answers(settings, "postgres"):
         if time.monotonic() > deadline:
-            raise UserError(f"PostgreSQL does not answer; last lines of {log}:\n{_tail(log)}")
+            raise UserError(f"PostgreSQL does not answer; last lines of {log}:\n{tail(log)}")
         time.sleep(0.3)
     _ensure_database(settings)
     return (
@@ -542,8 +488,8 @@ def stop_postgres(settings: Settings) -> str:
     if pid is None:
         return "postgres: not running"
     _pg_ctl(settings, "-m", "fast", "-w", "-t", "60", "stop", check=False)
-    if _pid_alive(pid):
-        _stop_pid(pid, 10.0, signal.SIGQUIT)
+    if pid_alive(pid):
+        stop_pid(pid, 10.0, signal.SIGQUIT)
     return f"postgres: stopped (pid {pid})"
 
 

@@ -34,6 +34,7 @@ from antenna_elt import ledger as ledger_module
 from antenna_elt.config import Settings
 from antenna_elt.dbt_runner import run_dbt
 from antenna_elt.errors import UserError
+from antenna_elt.processes import tail
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "dashboards" / "screenshots"
@@ -261,7 +262,7 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             running = dashboards.up(settings, instance)
         except UserError as exc:
             pytest.fail(
-                f"Superset could not be started: {exc}\n{dashboards._tail(instance.logfile)}",
+                f"Superset could not be started: {exc}\n{tail(instance.logfile)}",
                 pytrace=False,
             )
         seen = look_at_dashboards(instance, running.admin_password)
