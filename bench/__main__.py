@@ -26,9 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from antenna_elt import stack
-from antenna_elt.config import PROJECT_ROOT, load_settings
-from antenna_elt.dbt_runner import run_dbt
+from antenna_elt.dbt import run_dbt
+from antenna_elt.devstack import stack
+from antenna_elt.settings import PROJECT_ROOT, load_settings
 from bench.ingest_postgres import consume_only, ingest_postgres
 from bench.lake import bench_lake
 
@@ -141,7 +141,7 @@ from generate_series({first}::bigint, {last}::bigint) g
 def pg_history(settings: Any, schema: str, first: int, last: int, count: int, hours: int) -> None:
     import psycopg
 
-    from antenna_elt.sink_postgres import DDL
+    from antenna_elt.sinks.postgres import DDL
 
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         conn.execute(DDL.format(schema=schema))

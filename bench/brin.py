@@ -25,9 +25,9 @@ from generate_series({first}, {last}) g
 def main() -> int:
     import psycopg
 
-    from antenna_elt import stack
-    from antenna_elt.config import load_settings
-    from antenna_elt.sink_postgres import DDL
+    from antenna_elt.devstack import stack
+    from antenna_elt.settings import load_settings
+    from antenna_elt.sinks.postgres import DDL
 
     settings = load_settings()
     stack.ensure_up(settings)

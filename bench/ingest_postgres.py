@@ -23,7 +23,7 @@ def consume_only(bootstrap: str, topic: str, total: int) -> float:
     """Messages per second of a subscribed kafka-python consumer that does nothing."""
     from kafka import KafkaConsumer
 
-    from antenna_elt.consume import CONSUMER_SETTINGS
+    from antenna_elt.ingest.kafka import CONSUMER_SETTINGS
 
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap.split(","),

@@ -74,8 +74,8 @@ def bench_lake(
 
 
 def main() -> int:
-    from antenna_elt import stack
-    from antenna_elt.config import load_settings
+    from antenna_elt.devstack import stack
+    from antenna_elt.settings import load_settings
     from bench.__main__ import create_topic, delete_topic, simulate
 
     settings = load_settings()

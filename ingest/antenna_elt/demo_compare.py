@@ -3,19 +3,16 @@ by PostgreSQL over staging, row for row."""
 
 from __future__ import annotations
 
-import os
 import sys
 
-from antenna_elt.config import PROJECT_ROOT, load_settings
-from antenna_elt.dbt_runner import query_duckdb, query_postgres
+from antenna_elt.dbt import query_duckdb, query_postgres
+from antenna_elt.settings import load_settings
 
 
 def main() -> int:
     settings = load_settings()
-    marts = f"{os.environ.get('ANTENNA_ELT_DBT_SCHEMA', 'analytics')}_marts"
-    duckdb_path = os.environ.get(
-        "ANTENNA_ELT_DUCKDB_PATH", str(PROJECT_ROOT / ".stack" / "warehouse.duckdb")
-    )
+    marts = settings.marts_schema
+    duckdb_path = settings.duckdb_path
     failed = 0
     for mart in ("bytes", "bytes_hourly", "user_quota_limit"):
         sql = f"select * from {marts}.{mart} order by 1, 2, 3, 4"

@@ -3,14 +3,12 @@ simulator ledger when one is given (the end of ``make demo``)."""
 
 from __future__ import annotations
 
-import argparse
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from antenna_elt.config import Settings
 from antenna_elt.errors import UserError
+from antenna_elt.settings import Settings
 
 
 def _query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -62,19 +60,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    marts = f"{os.environ.get('ANTENNA_ELT_DBT_SCHEMA', 'analytics')}_marts"
+def run(settings: Settings, hour: datetime | None, top: int, ledger: str | None) -> int:
+    """Print an hour's top antennas and apps, its breaches and the last windows; with a
+    ledger, check the marts against it (1 on a difference)."""
+    marts = settings.marts_schema
     hour_rows = _query(settings, f"select max(timestamp) from {marts}.bytes_hourly")
-    hour = args.hour or (hour_rows[0][0] if hour_rows and hour_rows[0][0] else None)
-    if args.ledger and not args.hour:  # the simulated hour
-        from antenna_elt.ledger import load, parse_iso
+    chosen = hour
+    hour = chosen or (hour_rows[0][0] if hour_rows and hour_rows[0][0] else None)
+    if ledger and not chosen:  # the simulated hour
+        from antenna_elt.sim.ledger import load, parse_iso
 
-        start = parse_iso(load(Path(args.ledger)).settings["start"])
+        start = parse_iso(load(Path(ledger)).settings["start"])
         hour = start.replace(minute=0, second=0, tzinfo=None)
     if hour is None:
         raise UserError("bytes_hourly is empty: simulate and ingest some traffic, then `dbt build`")
     print(f"Hour {hour:%Y-%m-%d %H:00} UTC (marts in schema {marts})\n")
-    top = args.top
     for title, kind in (("Top antennas", "antenna_bytes_total"), ("Top apps", "app_bytes_total")):
         rows = _query(
             settings,
@@ -108,14 +108,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             activity,
         )
     )
-    if args.ledger:
-        return _check_against_ledger(settings, marts, Path(args.ledger))
+    if ledger:
+        return _check_against_ledger(settings, marts, Path(ledger))
     return 0
 
 
 def _check_against_ledger(settings: Settings, marts: str, path: Path) -> int:
-    from antenna_elt import ledger as ledger_module
-    from antenna_elt.users import load_users
+    from antenna_elt.sim import ledger as ledger_module
+    from antenna_elt.sim.users import load_users
 
     ledger = ledger_module.load(path)
     emails = {u.id: u.email for u in load_users()}
@@ -167,25 +167,3 @@ def _check_against_ledger(settings: Settings, marts: str, path: Path) -> int:
             f"  {'ok  ' if ok else 'DIFF'} {name}: {len(expected)} expected rows, {len(actual)} in the mart"
         )
     return 1 if failed else 0
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "report",
-        help="print top antennas, apps, quota breaches and network activity from the marts",
-        description=(
-            "Read the PostgreSQL marts (schema <ANTENNA_ELT_DBT_SCHEMA>_marts) and print the newest "
-            "hour's top antennas and apps, its quota breaches and the last windows of network "
-            "activity. With --ledger, also check the marts against a simulator ledger."
-        ),
-    )
-    p.add_argument(
-        "--hour",
-        type=lambda s: datetime.fromisoformat(s.replace("Z", "")),
-        help="hour to show, e.g. 2026-11-24T10:00 (default: the newest)",
-    )
-    p.add_argument("--top", type=int, default=5, help="rows in the top lists (default: 5)")
-    p.add_argument(
-        "--ledger", help="a simulator ledger to check the marts against; exit 1 on a difference"
-    )
-    p.set_defaults(func=run)

@@ -1,0 +1,1 @@
+"""Alerts built on the marts (quota breaches), delivered exactly once."""

@@ -1,0 +1,193 @@
+"""``antenna-elt ingest postgres|lake``: the ingestors' command line; the ingestors are
+:mod:`antenna_elt.ingest` (the loop) and :mod:`antenna_elt.sinks`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import re
+from typing import Any
+
+from antenna_elt.cli.argtypes import non_negative, positive_float, positive_int
+from antenna_elt.errors import UserError
+from antenna_elt.settings import Settings
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def add_loop_arguments(
+    parser: argparse.ArgumentParser, *, group: str, batch_size: int, max_latency: float
+) -> None:
+    """Options every ingestor shares (the consume, batch, commit loop)."""
+    parser.add_argument("--topic", help="topic to consume (default: ANTENNA_ELT_TOPIC or devices)")
+    parser.add_argument("--group", default=group, help=f"consumer group id (default: {group})")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help=f"write a batch when it holds this many messages (default: {batch_size})",
+    )
+    parser.add_argument(
+        "--max-latency",
+        type=positive_float,
+        default=max_latency,
+        help=f"write a batch when its oldest message is this many seconds old (default: {max_latency:g})",
+    )
+    parser.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help=(
+            "stop once every partition reaches the end offset it had at start (batch runs, "
+            "tests); fails if Kafka is unreachable or nothing moves for 10 minutes"
+        ),
+    )
+    parser.add_argument(
+        "--max-messages",
+        type=positive_int,
+        help="stop after this many messages, events plus rejects",
+    )
+    parser.add_argument(
+        "--log-interval",
+        type=positive_float,
+        default=10.0,
+        help="seconds between progress lines with rate and consumer lag (default: 10)",
+    )
+
+
+def loop_options(args: argparse.Namespace, settings: Settings) -> Any:
+    from antenna_elt.ingest.loop import LoopOptions
+
+    return LoopOptions(
+        topic=args.topic or settings.topic,
+        group_id=args.group,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        batch_size=args.batch_size,
+        max_latency=args.max_latency,
+        until_caught_up=args.until_caught_up,
+        max_messages=args.max_messages,
+        log_interval=args.log_interval,
+        # a bounded run must end: give up when nothing moves for 10 minutes
+        idle_timeout=600.0 if args.until_caught_up else None,
+    )
+
+
+def _run_loop(sink: Any, options: Any) -> int:
+    from antenna_elt.ingest.loop import IngestLoop
+
+    loop = IngestLoop(sink, options)
+    loop.install_signal_handlers()
+    loop.run()
+    return 0
+
+
+def run_postgres(args: argparse.Namespace, settings: Settings) -> int:
+    from antenna_elt.sinks.postgres import PostgresSink
+
+    schema = settings.raw_schema if args.schema is None else args.schema
+    if not _IDENTIFIER.fullmatch(schema):
+        raise UserError(
+            f"--schema {schema!r} is not a plain lower-case SQL identifier; use e.g. raw"
+        )
+    sink = functools.partial(PostgresSink, settings.pg_conninfo, schema, args.group)
+    return _run_loop(sink, loop_options(args, settings))
+
+
+def run_lake(args: argparse.Namespace, settings: Settings) -> int:
+    from antenna_elt.sinks.lake.sink import LakeSink
+    from antenna_elt.sinks.lake.storage import LakeLocation
+
+    lake_uri = args.lake or settings.lake_uri
+    LakeLocation.parse(lake_uri)  # a bad URI is a one-line error before connecting
+    sink = functools.partial(
+        LakeSink,
+        lake_uri,
+        args.group,
+        close_grace=args.close_grace,
+        row_group_rows=args.row_group_rows,
+        s3_endpoint=settings.s3_endpoint,
+    )
+    options = dataclasses.replace(
+        loop_options(args, settings), max_batch_bytes=args.max_batch_bytes
+    )
+    return _run_loop(sink, options)
+
+
+def register(subparsers: Any) -> None:
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="consume the devices topic into PostgreSQL or the Parquet lake",
+        description="Consume contract events from Kafka and land them exactly once.",
+    )
+    sub = ingest.add_subparsers(dest="sink", metavar="SINK")
+    sub.required = True
+
+    pg = sub.add_parser(
+        "postgres",
+        help="land events in PostgreSQL raw.device_usage (+ rejects), exactly once",
+        description=(
+            "Consume the topic with kafka-python and COPY micro-batches into "
+            "<schema>.device_usage and <schema>.device_usage_rejects. The next offset of "
+            "every partition is stored in <schema>.ingest_offsets in the same transaction, "
+            "and the consumer seeks there on start and rebalance: a crash at any point "
+            "loses and duplicates nothing. Connection: libpq PG* variables."
+        ),
+    )
+    add_loop_arguments(pg, group="antenna-elt-postgres", batch_size=20_000, max_latency=1.0)
+    pg.add_argument(
+        "--schema",
+        default=None,
+        help="landing schema, created if missing (default: ANTENNA_ELT_RAW_SCHEMA or raw)",
+    )
+    pg.set_defaults(func=run_postgres)
+
+    _register_lake(sub)
+
+
+def _register_lake(sub: Any) -> None:
+    """Add ``ingest lake`` to the ``ingest`` subcommands."""
+    p = sub.add_parser(
+        "lake",
+        help="land events as hourly Parquet files in the lake (file://, s3://, gs://), exactly once",
+        description=(
+            "Consume the topic with kafka-python and write Parquet under "
+            "<lake>/device_usage/year=/month=/day=/hour=/ (event time, UTC), one file per "
+            "partition and hour per batch, named <topic>+<partition>+<first>+<last>.parquet; "
+            "contract breakers go to <lake>/device_usage_rejects/. Files are written under "
+            "temporary names, committed with a per-partition commit record holding the next "
+            "offset, then renamed: a crash at any point loses and duplicates nothing. A batch "
+            "(so a file) closes at --batch-size messages, --max-batch-bytes or --max-latency "
+            "seconds, also when no new events arrive. Hours whose events are complete get a "
+            "manifest under <lake>/_manifests/closed_hours/device_usage/."
+        ),
+    )
+    add_loop_arguments(p, group="antenna-elt-lake", batch_size=100_000, max_latency=60.0)
+    p.add_argument(
+        "--lake",
+        help="lake location: a path or file://, s3://, gs:// URI (default: ANTENNA_ELT_LAKE or .stack/lake)",
+    )
+    p.add_argument(
+        "--max-batch-bytes",
+        type=positive_int,
+        default=64 * 1024 * 1024,
+        help=(
+            "also write a batch when its messages add up to this many bytes of JSON "
+            "(default: 64 MiB; the Parquet files are about 5 times smaller)"
+        ),
+    )
+    p.add_argument(
+        "--close-grace",
+        type=non_negative,
+        default=600.0,
+        help=(
+            "seconds of lateness allowed before an hour is closed: an hour closes when every "
+            "active partition has seen events this long past its end (default: 600)"
+        ),
+    )
+    p.add_argument(
+        "--row-group-rows",
+        type=positive_int,
+        default=128 * 1024,
+        help="rows per Parquet row group (default: 131072)",
+    )
+    p.set_defaults(func=run_lake)

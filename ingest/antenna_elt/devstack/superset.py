@@ -1,0 +1,483 @@
+"""Superset dashboards over the marts: install, start, import the assets, stop.
+
+``antenna-elt dashboards up`` does everything a person needs to look at the marts:
+
+1. installs Apache Superset (pinned, shared/KNOWN.md) into its own virtualenv under
+   ``.stack/superset/venv`` (once; a stamp file names the pinned requirements);
+2. creates on the project's PostgreSQL a ``superset`` metadata database and a read-only
+   login role, ``superset_reader``, that may read the marts schema and nothing else
+   (usage on the schema, select on its tables, default privileges so that tables dbt
+   re-creates stay readable; no access to raw events, rejects or alerts);
+3. writes ``superset_config.py`` (secret key generated once and kept beside it);
+4. migrates the metadata database, creates the ``admin`` user (password generated once,
+   printed), ``superset init``;
+5. starts Superset (gunicorn) on 127.0.0.1 in the background, pid and log under
+   ``.stack/superset``, and waits for ``/health``; a running instance is left alone;
+6. imports the bundle in ``dashboards/`` with Superset's ImportAssetsCommand, which
+   overwrites changed assets, filling in the read-only role's connection string and the
+   marts schema (the bundle holds neither);
+7. prints the URL of each dashboard.
+
+Everything Superset-specific runs in Superset's own interpreter (a subprocess); this module
+only imports the standard library, psycopg and PyYAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from antenna_elt.devstack.service import Service
+from antenna_elt.devstack.superset_bundle import BUNDLE_DIR, Bundle, missing_marts, render_bundle
+from antenna_elt.devstack.superset_db import (
+    ensure_metadata_database,
+    ensure_reader_role,
+    last_line,
+    metadata_uri,
+    reader_uri,
+)
+from antenna_elt.errors import UserError
+from antenna_elt.settings import PROJECT_ROOT, Settings, process_environment
+
+DEFAULT_PORT = 8088
+DEFAULT_METADATA_DB = "superset"
+READER_ROLE = "superset_reader"
+ADMIN_USER = "admin"
+START_TIMEOUT = 180.0
+
+# shared/KNOWN.md: 6.1.0 misses rich and cachetools in its declared dependencies;
+# flask-caching 2.5 breaks `superset db upgrade`.
+REQUIREMENTS = (
+    "apache-superset==6.1.0",
+    "psycopg2-binary",
+    "rich",
+    "cachetools",
+    "flask-caching<2.5",
+)
+
+CONFIG_TEMPLATE = """\
+# Written by `antenna-elt dashboards up`; rewritten on every run. Secrets live beside it.
+from pathlib import Path
+
+SECRET_KEY = Path({secret_key_file!r}).read_text().strip()
+SQLALCHEMY_DATABASE_URI = {metadata_uri!r}
+# SQLite would break two datasets with one table name (shared/KNOWN.md); no Redis/Celery.
+CACHE_CONFIG = {{"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}}
+# the dashboards refresh every 10 s: keep query results for less than that
+DATA_CACHE_CONFIG = {{"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 5}}
+RATELIMIT_STORAGE_URI = "memory://"
+TALISMAN_ENABLED = False
+SUPERSET_WEBSERVER_TIMEOUT = 120
+ROW_LIMIT = 10000
+"""
+
+# Runs inside Superset's interpreter: imports the rendered bundle with ImportAssetsCommand
+# (overwrites databases, datasets, charts and dashboards that already exist by uuid).
+IMPORT_SCRIPT = """
+import json, sys
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from flask import g
+    from superset import security_manager
+    from superset.commands.importers.v1.assets import ImportAssetsCommand
+
+    with open(sys.argv[1]) as f:
+        contents = json.load(f)
+    g.user = security_manager.find_user(username=sys.argv[2])
+    if g.user is None:
+        sys.exit(f"no Superset user {sys.argv[2]!r}")
+    try:
+        ImportAssetsCommand(contents).run()
+    except Exception as exc:  # one line for the parent to show
+        detail = getattr(exc, "normalized_messages", lambda: None)() or exc
+        sys.exit(f"import failed: {detail}")
+"""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One Superset: where it keeps its files, its port, its metadata database."""
+
+    home: Path
+    """config, secrets, pid and log files"""
+    port: int
+    metadata_db: str
+    marts_schema: str
+    reader_role: str = READER_ROLE
+    """the read-only login role Superset reads the marts with"""
+    venv: Path = PROJECT_ROOT / ".stack" / "superset" / "venv"
+    """shared by every instance of this checkout (like the Kafka jars)"""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "superset.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.home / "superset.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "superset_config.py"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.home / "admin-password"
+
+    @property
+    def reader_password_file(self) -> Path:
+        return self.home / "reader-password"
+
+    def bin(self, name: str) -> Path:
+        return self.venv / "bin" / name
+
+
+def default_instance(settings: Settings, port: int, marts_schema: str) -> Instance:
+    return Instance(
+        home=settings.home / "superset",
+        port=port,
+        metadata_db=DEFAULT_METADATA_DB,
+        marts_schema=marts_schema,
+    )
+
+
+# -- small helpers ---------------------------------------------------------------------
+
+
+def _log(message: str) -> None:
+    print(f"dashboards: {message}", flush=True)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """A secret generated once and kept in ``path`` (mode 600)."""
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+# -- 1. install ------------------------------------------------------------------------
+
+
+def requirements_stamp(venv: Path) -> Path:
+    digest = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()[:16]
+    return venv / f".installed-{digest}"
+
+
+def ensure_installed(venv: Path) -> bool:
+    """Install Superset into ``venv`` unless the stamp of these requirements is there.
+    Returns True when it installed."""
+    stamp = requirements_stamp(venv)
+    if stamp.exists() and (venv / "bin" / "superset").exists():
+        return False
+    started = time.monotonic()
+    _log(f"installing Apache Superset into {venv} (once; about 800 MB, 1-3 minutes)...")
+    if not (venv / "bin" / "python").exists():
+        proc = subprocess.run(
+            [sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise UserError(
+                f"could not create the Superset virtualenv {venv}: {last_line(proc.stderr)}; "
+                "install python3-venv (`apt-get install -y python3-venv`) and retry"
+            )
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *REQUIREMENTS,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise UserError(
+            f"pip could not install Superset ({last_line(proc.stdout + proc.stderr)}); check "
+            f"that PyPI is reachable, or delete {venv} and retry"
+        )
+    for old in venv.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+    _log(f"installed Superset in {time.monotonic() - started:.0f} s")
+    return True
+
+
+# -- 3. config, 4. metadata --------------------------------------------------------------
+
+
+def write_config(instance: Instance, settings: Settings) -> None:
+    instance.home.mkdir(parents=True, exist_ok=True)
+    secret_key_file = instance.home / "secret-key"
+    read_or_create_secret(secret_key_file, 42)
+    text = CONFIG_TEMPLATE.format(
+        secret_key_file=str(secret_key_file),
+        metadata_uri=metadata_uri(settings, instance.metadata_db),
+    )
+    if not instance.config_file.exists() or instance.config_file.read_text() != text:
+        instance.config_file.write_text(text)
+
+
+def superset_env(instance: Instance) -> dict[str, str]:
+    return {
+        **process_environment(),
+        "SUPERSET_CONFIG_PATH": str(instance.config_file),
+        "SUPERSET_HOME": str(instance.home / "home"),
+        "FLASK_APP": "superset",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _superset(instance: Instance, *args: str, what: str) -> None:
+    proc = subprocess.run(
+        [str(instance.bin("superset")), *args],
+        capture_output=True,
+        text=True,
+        env=superset_env(instance),
+        cwd=instance.home,
+    )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip()
+        (instance.home / "setup.log").write_text(out + "\n")
+        raise UserError(
+            f"`superset {' '.join(args[:2])}` ({what}) failed: {last_line(out)} "
+            f"(full output in {instance.home / 'setup.log'})"
+        )
+
+
+def ensure_metadata(instance: Instance, settings: Settings, created_db: bool) -> str:
+    """Migrate the metadata database, create the admin user, `superset init`; skipped when
+    a stamp says this was done for this database and these requirements. Returns the admin
+    password."""
+    password = read_or_create_secret(instance.admin_password_file, 18)
+    stamp_text = f"{instance.metadata_db}\n{requirements_stamp(instance.venv).name}\n"
+    stamp = instance.home / "metadata.ready"
+    if not created_db and stamp.exists() and stamp.read_text() == stamp_text:
+        return password
+    stamp.unlink(missing_ok=True)
+    started = time.monotonic()
+    _log(f"preparing the metadata database {instance.metadata_db} (db upgrade, admin, init)...")
+    _superset(instance, "db", "upgrade", what="migrating the metadata database")
+    _superset(
+        instance,
+        "fab",
+        "create-admin",
+        "--username",
+        ADMIN_USER,
+        "--firstname",
+        "Antenna",
+        "--lastname",
+        "Admin",
+        "--email",
+        "admin@antenna-elt.invalid",
+        "--password",
+        password,
+        what="creating the admin user",
+    )
+    # the user may exist from an earlier run whose password file was removed
+    _superset(
+        instance,
+        "fab",
+        "reset-password",
+        "--username",
+        ADMIN_USER,
+        "--password",
+        password,
+        what="setting the admin password",
+    )
+    _superset(instance, "init", what="creating roles and permissions")
+    stamp.write_text(stamp_text)
+    _log(f"metadata ready in {time.monotonic() - started:.0f} s")
+    return password
+
+
+# -- 5. the server ---------------------------------------------------------------------
+
+
+def service(instance: Instance) -> Service:
+    return Service(
+        name="Superset",
+        port=instance.port,
+        pidfile=instance.pidfile,
+        logfile=instance.logfile,
+        answers=lambda: healthy(instance),
+        start_timeout=START_TIMEOUT,
+        port_taken_hint=(
+            "stop it, or choose another port with --port or ANTENNA_ELT_SUPERSET_PORT"
+        ),
+        answer_target=f" {instance.url}/health",
+        # gunicorn leads its own session: a SIGKILL must reach its workers too
+        stop_group=True,
+    )
+
+
+def running(instance: Instance) -> tuple[int, int | None] | None:
+    """(pid, port) of the Superset this instance's home started, if it still runs."""
+    return service(instance).pidfile_entry()
+
+
+def running_pid(instance: Instance) -> int | None:
+    return service(instance).running_pid()
+
+
+def healthy(instance: Instance, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{instance.url}/health", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(instance: Instance) -> str:
+    """Start Superset unless this instance already runs; wait for /health."""
+    entry = running(instance)
+    if entry is not None and entry[1] != instance.port:
+        pid, port = entry
+        raise UserError(
+            f"Superset already runs from {instance.home} on port {port} (pid {pid}): use "
+            f"--port {port}, or stop it with `antenna-elt dashboards down --port {port}`"
+        )
+    server = service(instance)
+    started = time.monotonic()
+    pid, new = server.start(
+        lambda: server.spawn(
+            [
+                str(instance.bin("gunicorn")),
+                "--bind",
+                f"127.0.0.1:{instance.port}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+                "--limit-request-line",
+                "0",
+                "--limit-request-field_size",
+                "0",
+                "superset.app:create_app()",
+            ],
+            cwd=instance.home,
+            env=superset_env(instance),
+        )
+    )
+    if not new:
+        return f"already running (pid {pid}, {instance.url})"
+    return (
+        f"started (pid {pid}, {instance.url}, log {instance.logfile}) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+
+
+def stop(instance: Instance) -> str:
+    pid = service(instance).stop()
+    return "not running" if pid is None else f"stopped (pid {pid})"
+
+
+# -- 6. the bundle ---------------------------------------------------------------------
+
+
+def import_bundle(instance: Instance, bundle: Bundle) -> None:
+    """Import (and overwrite) every asset of ``bundle`` into the instance."""
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".json", dir=instance.home, prefix="bundle-", delete=False
+    ) as f:
+        os.chmod(f.name, 0o600)  # holds the reader's password
+        json.dump(bundle.contents, f)
+        contents_file = Path(f.name)
+    try:
+        proc = subprocess.run(
+            [str(instance.bin("python")), "-c", IMPORT_SCRIPT, str(contents_file), ADMIN_USER],
+            capture_output=True,
+            text=True,
+            env=superset_env(instance),
+            cwd=instance.home,
+        )
+    finally:
+        contents_file.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip()
+        (instance.home / "import.log").write_text(out + "\n")
+        raise UserError(
+            f"importing {BUNDLE_DIR.name}/ into Superset failed: {last_line(out)} "
+            f"(full output in {instance.home / 'import.log'})"
+        )
+
+
+def dashboard_url(instance: Instance, slug: str) -> str:
+    return f"{instance.url}/superset/dashboard/{slug}/"
+
+
+# -- all of it -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Running:
+    instance: Instance
+    admin_password: str
+    bundle: Bundle
+
+
+def up(settings: Settings, instance: Instance) -> Running:
+    ensure_installed(instance.venv)
+    instance.home.mkdir(parents=True, exist_ok=True)
+    reader_password = read_or_create_secret(instance.reader_password_file, 24)
+    created_db = ensure_metadata_database(settings, instance.metadata_db)
+    ensure_reader_role(settings, instance.reader_role, instance.marts_schema, reader_password)
+    _log(f"read-only role {instance.reader_role} may read schema {instance.marts_schema} only")
+    write_config(instance, settings)
+    admin_password = ensure_metadata(instance, settings, created_db)
+    _log(f"superset {start(instance)}")
+    bundle = render_bundle(
+        instance.marts_schema, reader_uri(settings, instance.reader_role, reader_password)
+    )
+    import_bundle(instance, bundle)
+    _log(
+        f"imported {len(bundle.dashboards)} dashboards, {bundle.charts} charts, "
+        f"{bundle.datasets} datasets over schema {instance.marts_schema}"
+    )
+    missing = missing_marts(settings, instance.marts_schema)
+    if missing:
+        _log(
+            f"schema {instance.marts_schema} lacks {', '.join(missing)}: the charts show errors "
+            "until `dbt build` (or `make demo`) has built the marts"
+        )
+    return Running(instance, admin_password, bundle)
+
+
+def status(instance: Instance) -> tuple[str, int, Instance] | None:
+    """("running" or "not answering", pid, the instance on its actual port), or None
+    when stopped."""
+    entry = running(instance)
+    if entry is None:
+        return None
+    pid, port = entry
+    if port is not None:
+        instance = dataclasses.replace(instance, port=port)
+    return ("running" if healthy(instance) else "not answering"), pid, instance

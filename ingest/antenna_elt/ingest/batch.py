@@ -1,0 +1,58 @@
+"""What the loop hands a sink: a batch of raw messages, and the rows it validates into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from antenna_elt.contract import parse
+
+# (timestamp, id, antenna_id, bytes, app, partition, offset)
+Row = tuple[int, str, str, int, str, int, int]
+# (partition, offset, raw value, reason)
+RejectRow = tuple[int, int, bytes | None, str]
+
+
+@dataclass
+class Batch:
+    """Raw messages of one topic, in offset order per partition, with the offset range
+    of every partition. The sink validates them (:meth:`split`) where it writes them, so
+    that validation runs in the writer, beside the consumer rather than after it."""
+
+    topic: str
+    messages: list[tuple[int, int, bytes | None]] = field(default_factory=list)
+    """(partition, offset, value)"""
+    first_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    started: float = 0.0
+    """Clock reading when the first message was added (0: empty)."""
+    value_bytes: int = 0
+    """Sum of the message values' sizes (for size-based flushing)."""
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self.first_offsets)
+
+    def drop_partition(self, partition: int) -> None:
+        """Forget buffered messages of a partition (they will be read again)."""
+        if partition not in self.first_offsets:
+            return
+        self.messages = [m for m in self.messages if m[0] != partition]
+        del self.first_offsets[partition]
+        del self.next_offsets[partition]
+
+    def split(self) -> tuple[list[Row], list[RejectRow]]:
+        """Validate every message: events as rows, contract breakers as rejects."""
+        rows: list[Row] = []
+        rejects: list[RejectRow] = []
+        rows_append = rows.append
+        rejects_append = rejects.append
+        for partition, offset, value in self.messages:
+            result = parse(value)
+            if type(result) is tuple:
+                rows_append((*result, partition, offset))
+            else:
+                rejects_append((partition, offset, value, result))  # type: ignore[arg-type]
+        return rows, rejects

@@ -1,0 +1,467 @@
+"""The consume, validate, batch, write loop that every ingestor shares.
+
+A sink stores the rows *and* the next offset of every partition in one atomic step
+(PostgreSQL: one transaction; lake: files plus a commit marker). The loop never trusts
+Kafka's committed offsets for correctness: on start and on every assignment it asks the
+sink where each partition stands and seeks there, so a crash at any point loses and
+duplicates nothing (Kafka's recipe for exactly-once into an external store). Offsets are
+also committed to Kafka after each write, only so that standard tools show the group's lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from antenna_elt.clock import SYSTEM_CLOCK, Clock
+from antenna_elt.errors import UserError
+from antenna_elt.ingest import kafka
+from antenna_elt.ingest.batch import Batch
+from antenna_elt.ingest.flush import FlushPolicy
+from antenna_elt.ingest.retry import retry
+from antenna_elt.ingest.sink import Sink, SinkUnavailable, StaleBatch
+from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
+
+log = logging.getLogger("antenna_elt.ingest")
+
+
+@dataclass
+class LoopOptions:
+    topic: str
+    group_id: str
+    bootstrap_servers: str
+    batch_size: int = 20_000
+    """Flush when a batch holds this many messages."""
+    max_latency: float = 1.0
+    """Flush when the oldest message of a batch is this many seconds old."""
+    max_batch_bytes: int | None = None
+    """Flush when the message values of a batch add up to this many bytes."""
+    until_caught_up: bool = False
+    """Stop once every partition has reached the end offset it had at start."""
+    max_messages: int | None = None
+    """Stop after this many messages (events plus rejects)."""
+    log_interval: float = 10.0
+    """Seconds between progress lines (rate, lag)."""
+    idle_timeout: float | None = None
+    """With until_caught_up: give up after this many seconds without reaching the end."""
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    rejects: int = 0
+    batches: int = 0
+    stale_batches: int = 0
+    started: float = 0.0
+
+    @property
+    def messages(self) -> int:
+        return self.events + self.rejects
+
+
+class _Unreachable(Exception):
+    """Kafka did not answer the consumer's bootstrap."""
+
+
+class _Abandon(Exception):
+    """Stop requested while the sink is unavailable: the batch is read again next start."""
+
+
+class IngestLoop:
+    """Consume ``options.topic`` and land every message in ``sink`` exactly once."""
+
+    def __init__(
+        self,
+        sink_factory: Callable[[], Sink],
+        options: LoopOptions,
+        consumer_factory: Callable[..., Any] | None = None,
+        *,
+        writer_factory: WriterFactory = ProcessWriter,
+        clock: Clock = SYSTEM_CLOCK,
+        listener: kafka.RebalanceListener | None = None,
+    ):
+        """``sink_factory`` builds the writer's sink (the production writer process builds
+        its own with it: then it must be picklable, a class or functools.partial of one)."""
+        self.sink = sink_factory()
+        self.options = options
+        self.clock = clock
+        self.stats = Stats(started=clock.monotonic())
+        self.flush = FlushPolicy(
+            options.batch_size, options.max_latency, options.max_batch_bytes, clock
+        )
+        self._stop = threading.Event()
+        self._consumer_factory = consumer_factory or kafka.kafka_consumer
+        self._consumer: Any = None
+        self._listener = listener or kafka.new_listener()
+        # next offset we expect per partition: records below it are already in the sink
+        self._expected: dict[int, int] = {}
+        self._end_targets: dict[int, int] | None = None
+        self._last_log = clock.monotonic()
+        self._last_log_messages = 0
+        self._lag = kafka.LagReport(options.bootstrap_servers)
+        self._batch = Batch(options.topic)
+        self._inflight: tuple[Batch, Future[tuple[int, int]]] | None = None
+        self._writer = writer_factory(sink_factory)
+        self._abandoned = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested: flushing the current batch, then exiting")
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def _connect(self) -> Any:
+        bootstrap = self.options.bootstrap_servers
+
+        def unreachable(_exc: BaseException, wait: float) -> None:
+            bounded = self.options.until_caught_up or self.options.max_messages is not None
+            if bounded or self._stop.is_set():
+                raise UserError(kafka.unreachable_hint(bootstrap)) from None
+            log.warning(
+                "Kafka at %s unreachable; retrying in %.0f s (start it with `make up` "
+                "or set KAFKA_BOOTSTRAP_SERVERS)",
+                bootstrap,
+                wait,
+            )
+
+        def connect() -> Any:
+            try:
+                return self._consumer_factory(
+                    **kafka.consumer_config(bootstrap, self.options.group_id)
+                )
+            except Exception as exc:
+                if kafka.is_unreachable(exc):
+                    raise _Unreachable(str(exc)) from exc
+                raise
+
+        consumer = retry(
+            connect,
+            retry_on=_Unreachable,
+            on_failure=unreachable,
+            wait=lambda s: self.clock.wait(s, self._stop),
+        )
+        consumer.subscribe([self.options.topic], listener=self._listener)
+        return consumer
+
+    def run(self) -> Stats:
+        """Run until stopped (signal, --max-messages or --until-caught-up)."""
+        opts = self.options
+        self.sink.setup()
+        self._consumer = self._connect()
+        log.info(
+            "consuming %s from %s as group %s into %s (batch %d messages or %.1f s)",
+            opts.topic,
+            opts.bootstrap_servers,
+            opts.group_id,
+            self.sink.description,
+            opts.batch_size,
+            opts.max_latency,
+        )
+        if opts.until_caught_up:
+            self._end_targets = kafka.topic_end_offsets(
+                self._consumer, opts.topic, opts.bootstrap_servers, self.clock
+            )
+            log.info(
+                "bounded run: stopping at end offsets %s (%d messages in the topic)",
+                self._end_targets,
+                sum(self._end_targets.values()),
+            )
+        last_progress = self.clock.monotonic()
+        try:
+            while not self._stop.is_set():
+                remaining = self._remaining_budget()
+                if remaining == 0:
+                    break
+                room = min(
+                    kafka.CONSUMER_SETTINGS["max_poll_records"], self.flush.room(self._batch)
+                )
+                records = self._consumer.poll(
+                    timeout_ms=self.flush.poll_timeout_ms(self._batch),
+                    max_records=min(remaining, room) if remaining is not None else room,
+                )
+                self._handle_rebalance()
+                if self._add_records(records):
+                    last_progress = self.clock.monotonic()
+                if self._should_flush():
+                    self._submit()
+                self._maybe_log_progress()
+                if self._caught_up():
+                    log.info("caught up with the end offsets seen at start")
+                    break
+                idle = opts.idle_timeout
+                if idle is not None and self.clock.monotonic() - last_progress > idle:
+                    raise UserError(
+                        f"no progress for {idle:.0f} s while catching up with "
+                        f"{opts.topic}; is Kafka at {opts.bootstrap_servers} up?"
+                    )
+            if len(self._batch):
+                self._submit()
+            self._settle()
+        finally:
+            self._close()
+        self._log_summary()
+        return self.stats
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _remaining_budget(self) -> int | None:
+        if self.options.max_messages is None:
+            return None
+        inflight = len(self._inflight[0]) if self._inflight else 0
+        done = self.stats.messages + len(self._batch) + inflight
+        return max(0, self.options.max_messages - done)
+
+    def _handle_rebalance(self) -> None:
+        to_seek, revoked = self._listener.take()
+        if not to_seek and not revoked:
+            return
+        # the stored offsets must include the batch being written before we read them
+        self._settle()
+        for tp in revoked:
+            self._expected.pop(tp.partition, None)
+            self._batch.drop_partition(tp.partition)
+        if not to_seek:
+            return
+        stored = self._stored_offsets([tp.partition for tp in to_seek])
+        for tp in sorted(to_seek, key=lambda t: t.partition):
+            self._batch.drop_partition(tp.partition)
+            self._seek(tp, stored.get(tp.partition))
+        log.info(
+            "assigned partitions %s; resuming at stored offsets %s",
+            sorted(tp.partition for tp in to_seek),
+            {p: stored.get(p, "beginning") for p in sorted(tp.partition for tp in to_seek)},
+        )
+
+    def _seek(self, tp: Any, offset: int | None) -> None:
+        if offset is None:
+            self._consumer.seek_to_beginning(tp)
+            self._expected[tp.partition] = 0
+        else:
+            self._consumer.seek(tp, offset)
+            self._expected[tp.partition] = offset
+
+    def _reseek(self, partitions: Iterable[int]) -> None:
+        owned = {tp.partition: tp for tp in self._consumer.assignment()}
+        wanted = [p for p in partitions if p in owned]
+        stored = self._stored_offsets(wanted)
+        for p in wanted:
+            self._seek(owned[p], stored.get(p))
+
+    def _stored_offsets(self, partitions: list[int]) -> dict[int, int]:
+        def unavailable(exc: BaseException, wait: float) -> None:
+            if self._stop.is_set():
+                raise UserError(f"stopped while {self.sink.description} was unavailable") from None
+            log.warning(
+                "%s unavailable while reading stored offsets (%s); retrying in %.0f s",
+                self.sink.description,
+                exc,
+                wait,
+            )
+
+        return retry(
+            lambda: self.sink.stored_offsets(self.options.topic, partitions),
+            retry_on=SinkUnavailable,
+            on_failure=unavailable,
+            wait=lambda s: self.clock.wait(s, self._stop),
+        )
+
+    def _add_records(self, records: dict[Any, list[Any]]) -> int:
+        batch = self._batch
+        added = size = 0
+        append = batch.messages.append
+        first_offsets = batch.first_offsets
+        for tp, messages in records.items():
+            partition = tp.partition
+            expected = self._expected.get(partition)
+            if expected is None:
+                # assigned but not yet seeked (the callback landed after this fetch)
+                continue
+            for msg in messages:
+                offset = msg.offset
+                if offset < expected:
+                    continue  # already in the sink
+                value = msg.value
+                append((partition, offset, value))
+                if value is not None:
+                    size += len(value)
+                if partition not in first_offsets:
+                    first_offsets[partition] = offset
+                expected = offset + 1
+                added += 1
+            self._expected[partition] = expected
+            if partition in first_offsets:
+                batch.next_offsets[partition] = expected
+        batch.value_bytes += size
+        if added and not batch.started:
+            batch.started = self.clock.monotonic()
+        return added
+
+    def _should_flush(self) -> bool:
+        if not len(self._batch):
+            return False
+        if self.flush.due(self._batch) or self._remaining_budget() == 0:
+            return True
+        return self._end_targets is not None and self._reached_targets()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _submit(self) -> None:
+        """Hand the current batch to the writer and start a new one.
+
+        One batch is written while the next is consumed and validated (the database's
+        work overlaps ours); writes stay strictly in order because the previous one is
+        settled first.
+        """
+        self._settle()
+        if self._abandoned:
+            return
+        batch, self._batch = self._batch, Batch(self.options.topic)
+        self._inflight = (batch, self._writer.submit(batch))
+
+    def _settle(self) -> None:
+        """Wait for the batch being written; retry it while the sink is down; on a stale
+        batch, drop what was read after it and re-read from the stored offsets."""
+        if self._inflight is None:
+            return
+        batch, future = self._inflight
+        self._inflight = None
+        written: tuple[int, int] | None
+        try:
+            written = future.result()
+        except WriterDied as exc:
+            log.error("the writer process died (%s); starting a new one", exc)
+            self._writer.restart()
+            written = self._write_again(batch, SinkUnavailable("writer process restarted"))
+        except SinkUnavailable as exc:
+            written = self._write_again(batch, exc)
+        except StaleBatch as exc:
+            self._recover_stale(batch, exc)
+            written = None
+        if written is not None:
+            self._account(batch, written)
+
+    def _write_again(self, batch: Batch, error: SinkUnavailable) -> tuple[int, int] | None:
+        """Retry a failed write with backoff, keeping the consumer in its group."""
+
+        def unavailable(exc: BaseException, wait: float) -> None:
+            if self._stop.is_set():
+                log.warning(
+                    "stopping with %d unwritten messages (%s); they are read again on the next start",
+                    len(batch) + len(self._batch),
+                    exc,
+                )
+                raise _Abandon
+            log.warning("%s unavailable (%s); retrying in %.0f s", self.sink.description, exc, wait)
+
+        try:
+            written = retry(
+                lambda: self.sink.write(batch),
+                retry_on=SinkUnavailable,
+                on_failure=unavailable,
+                wait=self._keep_group_alive,
+                failed=error,
+            )
+        except _Abandon:
+            self._abandoned = True
+            self._batch = Batch(self.options.topic)
+            return None
+        except StaleBatch as exc:
+            # the lost connection had committed after all: the sink holds this batch
+            self._recover_stale(batch, exc)
+            return None
+        log.info("%s is back; batch of %d messages written", self.sink.description, len(batch))
+        return written
+
+    def _recover_stale(self, batch: Batch, exc: StaleBatch) -> None:
+        """Drop what was read after a stale batch and re-read from the stored offsets."""
+        self.stats.stale_batches += 1
+        log.warning("%s; re-reading from the stored offsets", exc)
+        partitions = batch.partitions | self._batch.partitions
+        self._batch = Batch(self.options.topic)
+        self._reseek(partitions)
+
+    def _account(self, batch: Batch, written: tuple[int, int]) -> None:
+        self.stats.events += written[0]
+        self.stats.rejects += written[1]
+        self.stats.batches += 1
+        kafka.mirror_offsets(self._consumer, self.options.topic, batch.next_offsets)
+
+    def _keep_group_alive(self, seconds: float) -> None:
+        """Wait without breaking the group: paused polls keep the consumer a member."""
+        deadline = self.clock.monotonic() + seconds
+        assigned = list(self._consumer.assignment())
+        self._consumer.pause(*assigned)
+        try:
+            while self.clock.monotonic() < deadline and not self._stop.is_set():
+                self._consumer.poll(timeout_ms=200)
+        finally:
+            self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])
+
+    # -- bounds, progress, end -----------------------------------------------------------
+
+    def _reached_targets(self) -> bool:
+        """Every owned partition has been read up to its end offset seen at start."""
+        if self._end_targets is None:
+            return False
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        if not owned:
+            return False
+        return all(self._expected.get(p, -1) >= self._end_targets.get(p, 0) for p in owned)
+
+    def _caught_up(self) -> bool:
+        if self._end_targets is None or len(self._batch) or not self._reached_targets():
+            return False
+        self._settle()
+        # a stale or abandoned write re-seeks: then we are not done yet
+        return self._reached_targets() and not len(self._batch)
+
+    def _maybe_log_progress(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._last_log < self.options.log_interval:
+            return
+        interval = now - self._last_log
+        done = self.stats.messages
+        rate = (done - self._last_log_messages) / interval if interval else 0.0
+        self._last_log, self._last_log_messages = now, done
+        log.info(
+            "ingested %d events, %d rejects (%.0f msg/s over the last %.0f s); lag %s",
+            self.stats.events,
+            self.stats.rejects,
+            rate,
+            interval,
+            self._lag.text(self._consumer, lambda p: self._expected.get(p, 0)),
+        )
+
+    def _log_summary(self) -> None:
+        elapsed = self.clock.monotonic() - self.stats.started
+        rate = self.stats.messages / elapsed if elapsed else 0.0
+        log.info(
+            "done: %d events and %d rejects in %d batches, %.1f s (%.0f msg/s)",
+            self.stats.events,
+            self.stats.rejects,
+            self.stats.batches,
+            elapsed,
+            rate,
+        )
+
+    def _close(self) -> None:
+        self._writer.shutdown()
+        try:
+            if self._consumer is not None:
+                self._consumer.close(autocommit=False)
+        finally:
+            self.sink.close()

@@ -1,0 +1,131 @@
+"""The pipelined writer: validation and the sink's writes run beside the consumer, one
+batch behind it.
+
+kafka-python decodes records in Python, so consuming takes a whole core. In production
+(:class:`ProcessWriter`) the sink lives in one spawned process and writes a batch while
+the next is consumed; :class:`InProcessWriter` writes in the calling thread (unit tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from antenna_elt.ingest.batch import Batch
+from antenna_elt.ingest.sink import Sink
+
+WriterDied = BrokenProcessPool
+"""What a write's future raises when the writer process died."""
+
+
+class Writer(Protocol):
+    def submit(self, batch: Batch) -> Future[tuple[int, int]]:
+        """Start writing ``batch``; the future gives (events, rejects) or the sink's error."""
+        ...
+
+    def restart(self) -> None:
+        """Replace a writer that died (:data:`WriterDied`)."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+WriterFactory = Callable[[Callable[[], Sink]], Writer]
+
+
+class InProcessWriter:
+    """Writes in the calling thread with a sink of its own: the future is already done."""
+
+    def __init__(self, sink_factory: Callable[[], Sink]):
+        self.sink_factory = sink_factory
+        self.sink = sink_factory()
+
+    def submit(self, batch: Batch) -> Future[tuple[int, int]]:
+        future: Future[tuple[int, int]] = Future()
+        try:
+            future.set_result(self.sink.write(batch))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def restart(self) -> None:
+        self.sink.close()
+        self.sink = self.sink_factory()
+
+    def shutdown(self) -> None:
+        self.sink.close()
+
+
+class ProcessWriter:
+    """One spawned process holding its own sink (built by ``sink_factory``, which must be
+    picklable: a class, or functools.partial of one)."""
+
+    def __init__(self, sink_factory: Callable[[], Sink]):
+        self.sink_factory = sink_factory
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init,
+            initargs=(self.sink_factory, _log_config()),
+        )
+
+    def submit(self, batch: Batch) -> Future[tuple[int, int]]:
+        return self._pool.submit(_write, batch)
+
+    def restart(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._pool = self._new_pool()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+# -- inside the writer process -----------------------------------------------------------
+
+_SINK: Sink | None = None
+
+
+def _log_config() -> tuple[int, str | None, str | None]:
+    """The parent's logging set-up, for the writer process (spawned processes start bare)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if handler.formatter is not None:
+            return root.level, handler.formatter._fmt, handler.formatter.datefmt
+    return root.level, None, None
+
+
+def _init(
+    sink_factory: Callable[[], Sink],
+    log_config: tuple[int, str | None, str | None] = (30, None, None),
+) -> None:
+    global _SINK
+    level, fmt, datefmt = log_config
+    if fmt is not None:  # the sink's own log lines (e.g. the lake's closed hours) show too
+        logging.Formatter.converter = time.gmtime
+        logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # the parent coordinates shutdown; die with it if it is killed (kill -9), so no
+    # orphan keeps a transaction open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:  # not Linux: the writer still exits when the parent closes the pool
+        pass
+    _SINK = sink_factory()
+
+
+def _write(batch: Batch) -> tuple[int, int]:
+    assert _SINK is not None, "writer process not initialised"
+    return _SINK.write(batch)

@@ -1,0 +1,1 @@
+"""Warehouse loaders of the lake's closed hours (BigQuery)."""

@@ -1,0 +1,181 @@
+"""Every setting in one typed place: read from the environment, overridden by CLI flags.
+
+This is the only module that reads environment variables. The names are the same
+everywhere (README, CLI, dbt profile). libpq's own ``PG*`` variables configure PostgreSQL,
+``KAFKA_BOOTSTRAP_SERVERS`` configures Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from antenna_elt.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_PG_PORT = 15432
+DEFAULT_PG_USER = "antenna_elt"
+DEFAULT_PG_DATABASE = "antenna_elt"
+DEFAULT_SUPERSET_PORT = 8088
+DEFAULT_DBT_SCHEMA = "analytics"
+MARTS_CUSTOM_SCHEMA = "marts"
+"""The ``+schema`` of ``models/marts`` in dbt_project.yml."""
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(
+            f"{name}={raw!r} is not an integer; set it to a number or unset it"
+        ) from None
+
+
+def dbt_schema_name(target_schema: str, custom_schema: str | None) -> str:
+    """dbt's default ``generate_schema_name``: ``<target schema>_<custom schema>``, or the
+    target schema when a model sets none. The project does not override the macro; a test
+    (``test_marts_schema_rule_agrees_with_dbt``) fails the day it does."""
+    return f"{target_schema}_{custom_schema.strip()}" if custom_schema else target_schema
+
+
+@dataclass(frozen=True)
+class BigQuerySettings:
+    """Where ``antenna-elt load bigquery`` loads (flags override every field)."""
+
+    project: str = ""
+    """GOOGLE_CLOUD_PROJECT"""
+    dataset: str = ""
+    """BIGQUERY_DATASET"""
+    table: str = "device_usage"
+    """BIGQUERY_TABLE"""
+    location: str | None = None
+    """BIGQUERY_LOCATION"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection and location settings shared by every subcommand."""
+
+    home: Path
+    """ANTENNA_ELT_HOME: the one ignored directory holding the local stack's data."""
+    kafka_port: int
+    """ANTENNA_ELT_KAFKA_PORT: port of the project-local broker."""
+    kafka_bootstrap_servers: str
+    """KAFKA_BOOTSTRAP_SERVERS: where clients connect (default: the local broker)."""
+    kafka_external: bool
+    """True when KAFKA_BOOTSTRAP_SERVERS was set: the stack does not start a broker."""
+    topic: str
+    """ANTENNA_ELT_TOPIC: the events topic (default ``devices``)."""
+    pg_port: int
+    """ANTENNA_ELT_PG_PORT: port of the project-local PostgreSQL."""
+    pg_external: bool
+    """True when PGHOST or PGPORT was set: the stack does not start a server."""
+    pg_env: dict[str, str] = field(default_factory=dict)
+    """libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE, ...) to connect with."""
+    lake_uri: str = ""
+    """ANTENNA_ELT_LAKE: the Parquet lake, a path or file://, s3://, gs:// URI."""
+    raw_schema: str = "raw"
+    """ANTENNA_ELT_RAW_SCHEMA: landing schema of the PostgreSQL ingestor."""
+    dbt_schema: str = DEFAULT_DBT_SCHEMA
+    """ANTENNA_ELT_DBT_SCHEMA: the dbt profile's target schema."""
+    duckdb_path: Path = PROJECT_ROOT / ".stack" / "warehouse.duckdb"
+    """ANTENNA_ELT_DUCKDB_PATH: the dbt duckdb target's database file."""
+    s3_endpoint: str | None = None
+    """ANTENNA_ELT_S3_ENDPOINT or AWS_ENDPOINT_URL: an S3-compatible endpoint for s3:// lakes."""
+    superset_port_text: str = ""
+    """ANTENNA_ELT_SUPERSET_PORT as given (checked by :attr:`superset_port` when used)."""
+    dbt_profiles_dir: Path | None = None
+    """DBT_PROFILES_DIR (default: .stack/dbt with the example profile copied in)."""
+    bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
+    notify_failpoint: str | None = None
+    """ANTENNA_ELT_NOTIFY_FAILPOINT: fault injection for the tests (``after-publish``)."""
+
+    @property
+    def pg_conninfo(self) -> str:
+        """A libpq connection string built from :attr:`pg_env` (no password in it)."""
+        keys = {
+            "PGHOST": "host",
+            "PGPORT": "port",
+            "PGUSER": "user",
+            "PGDATABASE": "dbname",
+        }
+        return " ".join(f"{keys[k]}={v}" for k, v in self.pg_env.items() if k in keys)
+
+    @property
+    def superset_port(self) -> int:
+        """ANTENNA_ELT_SUPERSET_PORT: port of the local Superset (default 8088)."""
+        text = self.superset_port_text or str(DEFAULT_SUPERSET_PORT)
+        try:
+            port = int(text)
+        except ValueError:
+            port = 0
+        if not 0 < port < 65536:
+            raise UserError(
+                f"ANTENNA_ELT_SUPERSET_PORT={text!r} is not a port number (1-65535); "
+                "set it to a free port or unset it"
+            )
+        return port
+
+    @property
+    def marts_schema(self) -> str:
+        """The schema dbt builds the marts in: ``<ANTENNA_ELT_DBT_SCHEMA or analytics>_marts``."""
+        return dbt_schema_name(self.dbt_schema, MARTS_CUSTOM_SCHEMA)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("ANTENNA_ELT_HOME") or PROJECT_ROOT / ".stack").resolve()
+    kafka_port = _env_int(env, "ANTENNA_ELT_KAFKA_PORT", DEFAULT_KAFKA_PORT)
+    pg_port = _env_int(env, "ANTENNA_ELT_PG_PORT", DEFAULT_PG_PORT)
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    pg_external = bool(env.get("PGHOST") or env.get("PGPORT"))
+    pg_env = {
+        "PGHOST": env.get("PGHOST") or "127.0.0.1",
+        "PGPORT": env.get("PGPORT") or str(pg_port),
+        "PGUSER": env.get("PGUSER") or DEFAULT_PG_USER,
+        "PGDATABASE": env.get("PGDATABASE") or DEFAULT_PG_DATABASE,
+    }
+    for passthrough in ("PGPASSWORD", "PGSSLMODE", "PGPASSFILE", "PGSERVICE"):
+        if env.get(passthrough):
+            pg_env[passthrough] = env[passthrough]
+    lake = env.get("ANTENNA_ELT_LAKE") or (home / "lake").as_uri()
+    profiles = env.get("DBT_PROFILES_DIR")
+    return Settings(
+        home=home,
+        kafka_port=kafka_port,
+        kafka_bootstrap_servers=bootstrap or f"127.0.0.1:{kafka_port}",
+        kafka_external=bool(bootstrap),
+        topic=env.get("ANTENNA_ELT_TOPIC") or "devices",
+        pg_port=pg_port,
+        pg_external=pg_external,
+        pg_env=pg_env,
+        lake_uri=lake,
+        raw_schema=env.get("ANTENNA_ELT_RAW_SCHEMA", "raw"),
+        dbt_schema=env.get("ANTENNA_ELT_DBT_SCHEMA") or DEFAULT_DBT_SCHEMA,
+        duckdb_path=Path(
+            env.get("ANTENNA_ELT_DUCKDB_PATH") or PROJECT_ROOT / ".stack" / "warehouse.duckdb"
+        ),
+        s3_endpoint=env.get("ANTENNA_ELT_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
+        superset_port_text=env.get("ANTENNA_ELT_SUPERSET_PORT") or "",
+        dbt_profiles_dir=Path(profiles) if profiles else None,
+        bigquery=BigQuerySettings(
+            project=env.get("GOOGLE_CLOUD_PROJECT") or "",
+            dataset=env.get("BIGQUERY_DATASET") or "",
+            table=env.get("BIGQUERY_TABLE") or "device_usage",
+            location=env.get("BIGQUERY_LOCATION") or None,
+        ),
+        notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
+    )
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for the child processes we start
+    (dbt, Superset) that read their own variables."""
+    return dict(os.environ)

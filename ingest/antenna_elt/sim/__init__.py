@@ -1,0 +1,1 @@
+"""The traffic simulator: users, deterministic generator, ground-truth ledger, producer."""

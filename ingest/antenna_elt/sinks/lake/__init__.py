@@ -1,0 +1,1 @@
+"""The Parquet lake sink: storage, layout, Parquet format, commit log, hour closer."""

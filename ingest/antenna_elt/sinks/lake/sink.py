@@ -1,0 +1,292 @@
+"""Lake sink: every loop batch becomes Parquet files plus one commit record a partition.
+
+One batch = one commit. For each Kafka partition in the batch the sink writes one file
+per event hour (rows in offset order) and one rejects file, under temporary names that
+readers never glob (:mod:`.parquet`); then it creates the partition's commit record (the
+commit point, :mod:`.commits`); then it renames the files to their final, deterministic
+names ``<topic>+<partition>+<first>+<last>.parquet`` (:mod:`.layout`). On assignment
+(:meth:`LakeSink.stored_offsets`) it recovers each partition: rolls the newest commit
+forward and deletes every uncommitted temporary file. So a crash at any point leaves no
+partial file, loses nothing and duplicates nothing; a replay rewrites the same names.
+Files are never rewritten: late events add a file to their hour. Hours close on an
+event-time watermark (:mod:`.hours`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from antenna_elt.clock import SYSTEM_CLOCK, Clock
+from antenna_elt.errors import UserError
+from antenna_elt.ingest.batch import Batch, Row
+from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
+from antenna_elt.sinks.lake import layout as L
+from antenna_elt.sinks.lake import parquet
+from antenna_elt.sinks.lake.commits import CommitLog, Record
+from antenna_elt.sinks.lake.hours import IDLE_PARTITION_SECONDS, HourCloser
+from antenna_elt.sinks.lake.storage import Lake, LakeLocation, is_unavailable
+
+log = logging.getLogger("antenna_elt.ingest.lake")
+
+REJECTS_FILE_NUMBER = 1000
+"""Temporary file number of a partition's rejects (events files count from 0)."""
+
+
+@dataclasses.dataclass
+class _PendingFile:
+    tmp: str
+    path: str
+    table: str
+    hour: int
+    rows: int
+
+
+class LakeSink:
+    """Land batches as Parquet in ``<lake>/device_usage`` (+ rejects), exactly once."""
+
+    def __init__(
+        self,
+        lake_uri: str,
+        consumer_group: str,
+        *,
+        close_grace: float = 600.0,
+        row_group_rows: int = 128 * 1024,
+        compression: str = "zstd",
+        idle_partition_seconds: float = IDLE_PARTITION_SECONDS,
+        s3_endpoint: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
+        self.location = LakeLocation.parse(lake_uri)
+        self.lake = Lake(self.location, s3_endpoint)
+        self.group = consumer_group
+        self.row_group_rows = row_group_rows
+        self.compression = compression
+        self.clock = clock
+        self.description = f"Parquet lake {self.location.uri}"
+        self.commits = CommitLog(self.lake, consumer_group)
+        self.hours = HourCloser(
+            self.lake,
+            self.commits,
+            close_grace=close_grace,
+            idle_partition_seconds=idle_partition_seconds,
+            clock=clock,
+        )
+
+    # -- Sink protocol ---------------------------------------------------------------------
+
+    def setup(self) -> None:
+        probe = f"_ingest/{self.group}/_probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.lake.ensure_dir(f"_ingest/{self.group}")
+            self.lake.write_file(probe, b"ok")
+            self.lake.delete(probe)
+        except UserError:
+            raise
+        except Exception as exc:
+            hint = (
+                "check the path's permissions"
+                if self.lake.local
+                else "check the bucket, the credentials and ANTENNA_ELT_S3_ENDPOINT"
+            )
+            raise UserError(
+                f"cannot write to the lake at {self.location.uri} ({_describe(exc)}); {hint}, "
+                "or pass --lake / set ANTENNA_ELT_LAKE"
+            ) from None
+
+    def stored_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Recover each partition (roll its newest commit forward, drop uncommitted
+        files), then return where it stands."""
+        result: dict[int, int] = {}
+        with self._storage_errors():
+            for partition in partitions:
+                head, event_hours = self.commits.recover(topic, partition)
+                if head is not None:
+                    self.hours.note_files(head)
+                    self.hours.refresh_closed(event_hours)
+                    result[partition] = int(head["next_offset"])
+        return result
+
+    def write(self, batch: Batch) -> tuple[int, int]:
+        with self._storage_errors():
+            return self._write(batch)
+
+    def close(self) -> None:
+        pass
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Storage outages (network, S3 down, disk full) become SinkUnavailable: retried."""
+        try:
+            yield
+        except (StaleBatch, SinkUnavailable, UserError):
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise SinkUnavailable(f"{self.location.uri}: {_describe(exc)}") from exc
+            raise
+
+    def _write(self, batch: Batch) -> tuple[int, int]:
+        topic = batch.topic
+        rows, rejects = batch.split()
+        done_events = done_rejects = 0
+        todo: list[int] = []
+        heads: dict[int, tuple[Record | None, list[str]]] = {}
+        for partition in sorted(batch.first_offsets):
+            first, nxt = batch.first_offsets[partition], batch.next_offsets[partition]
+            head, _ = heads[partition] = self.commits.head(topic, partition)
+            if head is not None and head["first_offset"] == first and head["next_offset"] == nxt:
+                # committed by an earlier attempt whose answer was lost: finish it
+                self._roll_forward(head)
+                done_events += int(head["events"])
+                done_rejects += int(head["rejects"])
+                continue
+            if head is not None and int(head["next_offset"]) > first:
+                raise StaleBatch(
+                    f"partition {partition} is already stored up to offset "
+                    f"{head['next_offset']} but this batch starts at {first}"
+                )
+            todo.append(partition)
+        if len(todo) < len(batch.first_offsets):
+            wanted = set(todo)
+            rows = [r for r in rows if r[5] in wanted]
+            rejects = [r for r in rejects if r[0] in wanted]
+
+        files = self._stage_files(topic, rows, rejects)
+        max_times = _max_event_times(rows)
+        events: dict[int, int] = defaultdict(int)
+        rejected: dict[int, int] = defaultdict(int)
+        for row in rows:
+            events[row[5]] += 1
+        for reject in rejects:
+            rejected[reject[0]] += 1
+        late_hours = self.hours.mark_open(
+            {f.hour for fs in files.values() for f in fs if f.table == L.EVENTS_TABLE}
+        )
+
+        for partition in todo:
+            head, older = heads[partition]
+            previous_max = head.get("max_event_time") if head else None
+            candidates = [t for t in (previous_max, max_times.get(partition)) if t is not None]
+            max_event_time = max(candidates) if candidates else None
+            committed_epoch = self.clock.time()
+            record: Record = {
+                "format": 1,
+                "group": self.group,
+                "topic": topic,
+                "partition": partition,
+                "first_offset": batch.first_offsets[partition],
+                "next_offset": batch.next_offsets[partition],
+                "events": events[partition],
+                "rejects": rejected[partition],
+                "max_event_time": max_event_time,
+                "committed_at": L.utc_now_text(),
+                "committed_epoch": committed_epoch,
+                "files": [dataclasses.asdict(f) for f in files.get(partition, [])],
+            }
+            if not self.commits.create(record):
+                for f in files.get(partition, []):
+                    self.lake.delete(f.tmp)
+                raise StaleBatch(
+                    f"partition {partition}: another writer committed offset "
+                    f"{batch.first_offsets[partition]} first"
+                )
+            self._roll_forward(record, refresh_manifests=False)
+            self.commits.prune(topic, partition, older)
+            self.hours.committed(topic, partition, max_event_time, committed_epoch)
+            done_events += events[partition]
+            done_rejects += rejected[partition]
+
+        for hour in sorted(late_hours):
+            log.info("late events for closed hour %s: manifest rewritten", L.hour_label(hour))
+            self.hours.write_manifest(hour)
+        self.hours.close_hours(topic)
+        return done_events, done_rejects
+
+    def _stage_files(
+        self, topic: str, rows: list[Row], rejects: list[Any]
+    ) -> dict[int, list[_PendingFile]]:
+        """Write the batch's files under temporary names: one a (partition, event hour),
+        rows in offset order, and one rejects file a partition, in the hour of ingestion."""
+        ingested_us = int(self.clock.time() * 1_000_000)
+        token = uuid.uuid4().hex[:8]
+        files: dict[int, list[_PendingFile]] = defaultdict(list)
+        for n, (partition, hour, table) in enumerate(
+            parquet.event_tables(topic, rows, ingested_us)
+        ):
+            first, last = parquet.first_last_offsets(table)
+            path = (
+                f"{L.hour_dir(L.EVENTS_TABLE, hour)}/{L.file_name(topic, partition, first, last)}"
+            )
+            files[partition].append(
+                self._stage(topic, partition, token, n, path, L.EVENTS_TABLE, hour, table)
+            )
+        reject_hour = ingested_us // 1_000_000 // L.HOUR * L.HOUR
+        for partition, table in parquet.reject_tables(topic, rejects, ingested_us):
+            first, last = parquet.first_last_offsets(table)
+            path = f"{L.hour_dir(L.REJECTS_TABLE, reject_hour)}/{L.file_name(topic, partition, first, last)}"
+            files[partition].append(
+                self._stage(
+                    topic,
+                    partition,
+                    token,
+                    REJECTS_FILE_NUMBER,
+                    path,
+                    L.REJECTS_TABLE,
+                    reject_hour,
+                    table,
+                )
+            )
+        return files
+
+    def _stage(
+        self,
+        topic: str,
+        partition: int,
+        token: str,
+        n: int,
+        path: str,
+        table_name: str,
+        hour: int,
+        table: Any,
+    ) -> _PendingFile:
+        tmp = f"{self.commits.tmp_dir(topic, partition)}/{token}-{n:04d}.tmp"
+        data = parquet.encode(
+            table, compression=self.compression, row_group_rows=self.row_group_rows
+        )
+        self.lake.write_file(tmp, data)
+        self.hours.file_rows[path] = table.num_rows
+        return _PendingFile(tmp=tmp, path=path, table=table_name, hour=hour, rows=table.num_rows)
+
+    def _roll_forward(self, record: Record, *, refresh_manifests: bool = True) -> None:
+        """Give every file of a commit its final name (idempotent); when recovering, also
+        add late files to the manifest of their closed hour."""
+        event_hours = self.commits.roll_forward(record)
+        self.hours.note_files(record)
+        if refresh_manifests:
+            self.hours.refresh_closed(event_hours)
+
+    def watermark(self, topic: str) -> int | None:
+        """Event time up to which every recently active partition is complete."""
+        return self.hours.watermark(topic)
+
+
+def _describe(exc: BaseException) -> str:
+    text = first_line(exc) if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _max_event_times(rows: list[Row]) -> dict[int, int]:
+    result: dict[int, int] = {}
+    for row in rows:
+        ts, partition = row[0], row[5]
+        if ts > result.get(partition, -1):
+            result[partition] = ts
+    return result

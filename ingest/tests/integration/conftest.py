@@ -1,0 +1,75 @@
+"""Shared fixtures: the real local stack (started if needed, never skipped), fresh topics
+and schemas so that tests never see each other's data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from antenna_elt.devstack import stack
+from antenna_elt.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    settings = load_settings()
+    try:
+        stack.ensure_up(settings)
+    except Exception as exc:
+        pytest.fail(f"local stack could not start: {exc}", pytrace=False)
+    return settings
+
+
+@pytest.fixture
+def kafka_topic(settings: Settings) -> Iterator[str]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(name, 3, 1)])
+    try:
+        yield name
+    finally:
+        try:
+            admin.delete_topics([name])
+        finally:
+            admin.close()
+
+
+@pytest.fixture
+def pg_conn(settings: Settings) -> Iterator[Any]:
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_schema(pg_conn: Any) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    pg_conn.execute(f"create schema {name}")
+    try:
+        yield name
+    finally:
+        pg_conn.execute(f"drop schema if exists {name} cascade")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `antenna-elt ARGS...` in a child process and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "antenna_elt.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
