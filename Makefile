@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status test lint demo bench docs dbt-build dashboards clean
+.PHONY: help install up down status unit test lint demo bench docs dbt-build dashboards clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,14 +40,18 @@ down: ## stop what the project started: Superset (`make dashboards`), Kafka and 
 status: install ## show what the local stack is running
 	$(AE) stack status
 
-lint: install ## ruff, mypy and sqlfluff (sqlfluff templates through the embedded DuckDB target: no server)
+lint: install ## ruff, mypy, the import contracts (lint-imports) and sqlfluff (templated through the embedded DuckDB target: no server)
 	$(BIN)/ruff check ingest bench
 	$(BIN)/ruff format --check ingest bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint models tests
 
-test: install up lint ## every test: Python suite against real Kafka and PostgreSQL, dbt builds on both targets
-	$(BIN)/pytest
+unit: install ## the fast unit tier (seconds, no services): loop, flush policy, retry, lake commit log and hour closer, schema, settings
+	$(BIN)/pytest ingest/tests/unit
+
+test: install up lint unit ## every test: the unit tier, then the integration suite against real Kafka and PostgreSQL, dbt builds on both targets
+	$(BIN)/pytest ingest/tests/integration
 
 DEMO_SEED ?= 42
 DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json

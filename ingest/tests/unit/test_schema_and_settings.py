@@ -1,0 +1,97 @@
+"""One definition of the landed tables, rendered for PostgreSQL, Arrow and BigQuery and
+documented by the dbt source; every setting read from the environment in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from antenna_elt.errors import UserError
+from antenna_elt.load.bigquery import BIGQUERY_SCHEMA
+from antenna_elt.schema import EVENTS, REJECTS, arrow_schema, bigquery_fields, postgres_columns
+from antenna_elt.settings import PROJECT_ROOT, load_settings
+from antenna_elt.sinks.postgres import DDL
+
+SOURCES = PROJECT_ROOT / "models" / "staging" / "_raw__sources.yml"
+
+
+def test_the_dbt_source_lists_exactly_the_landed_columns() -> None:
+    source = next(s for s in yaml.safe_load(SOURCES.read_text())["sources"] if s["name"] == "raw")
+    columns = {t["name"]: [c["name"] for c in t["columns"]] for t in source["tables"]}
+    assert columns == {EVENTS.name: EVENTS.names, REJECTS.name: REJECTS.names}
+
+
+def test_every_rendering_has_the_same_columns_in_the_same_order() -> None:
+    for table in (EVENTS, REJECTS):
+        assert arrow_schema(table).names == table.names
+        assert [name for name, _, _ in bigquery_fields(table)] == table.names
+        lines = postgres_columns(table).splitlines()
+        assert [line.split()[0] for line in lines if not line.strip().startswith("primary")] == (
+            table.names
+        )
+    assert bigquery_fields(EVENTS) == BIGQUERY_SCHEMA
+
+
+def test_the_renderings_keep_the_types_the_warehouses_have() -> None:
+    utc = pa.timestamp("us", tz="UTC")
+    assert arrow_schema(EVENTS) == pa.schema(
+        [
+            pa.field("event_time", utc, nullable=False),
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("antenna_id", pa.string(), nullable=False),
+            pa.field("bytes", pa.int64(), nullable=False),
+            pa.field("app", pa.string(), nullable=False),
+            pa.field("kafka_topic", pa.string(), nullable=False),
+            pa.field("kafka_partition", pa.int32(), nullable=False),
+            pa.field("kafka_offset", pa.int64(), nullable=False),
+            pa.field("ingested_at", utc, nullable=False),
+        ]
+    )
+    assert arrow_schema(REJECTS).field("raw_value").nullable
+    assert "    bytes           bigint      not null check (bytes >= 0)," in DDL
+    assert "    ingested_at     timestamptz not null default now()" in DDL
+    assert "    primary key (kafka_topic, kafka_partition, kafka_offset)" in DDL
+    assert dict((n, (t, m)) for n, t, m in bigquery_fields(REJECTS))["raw_value"] == (
+        "BYTES",
+        "NULLABLE",
+    )
+
+
+def test_settings_defaults_point_at_the_local_stack() -> None:
+    settings = load_settings({})
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:19092"
+    assert settings.pg_conninfo == "host=127.0.0.1 port=15432 user=antenna_elt dbname=antenna_elt"
+    assert (settings.raw_schema, settings.marts_schema) == ("raw", "analytics_marts")
+    assert (settings.superset_port, settings.s3_endpoint) == (8088, None)
+    assert settings.lake_uri == (PROJECT_ROOT / ".stack" / "lake").as_uri()
+
+
+def test_settings_come_from_the_environment() -> None:
+    settings = load_settings(
+        {
+            "ANTENNA_ELT_DBT_SCHEMA": "team",
+            "ANTENNA_ELT_RAW_SCHEMA": "landing",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "ANTENNA_ELT_SUPERSET_PORT": "18088",
+            "ANTENNA_ELT_DUCKDB_PATH": "w.duckdb",
+            "BIGQUERY_DATASET": "ds",
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        }
+    )
+    assert settings.marts_schema == "team_marts"
+    assert settings.raw_schema == "landing"
+    assert settings.s3_endpoint == "http://127.0.0.1:9000"
+    assert settings.superset_port == 18088
+    assert settings.duckdb_path == Path("w.duckdb")
+    assert settings.bigquery.dataset == "ds" and settings.bigquery.table == "device_usage"
+    assert settings.kafka_external
+
+
+def test_a_bad_port_is_one_line_naming_the_variable() -> None:
+    with pytest.raises(UserError, match=r"^ANTENNA_ELT_KAFKA_PORT='x' is not an integer"):
+        load_settings({"ANTENNA_ELT_KAFKA_PORT": "x"})
+    with pytest.raises(UserError, match=r"^ANTENNA_ELT_SUPERSET_PORT='0' is not a port number"):
+        _ = load_settings({"ANTENNA_ELT_SUPERSET_PORT": "0"}).superset_port
