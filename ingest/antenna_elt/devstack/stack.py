@@ -10,6 +10,7 @@ left to the user and only checked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from antenna_elt.devstack.kafka import (
     TOPIC_PARTITIONS,
@@ -69,28 +70,33 @@ def stop(settings: Settings) -> list[str]:
     return [stop_kafka(settings), stop_postgres(settings)]
 
 
+def _component(
+    name: str, external: bool, answers: bool | None, address: str, pid: int | None, data: Path
+) -> ComponentStatus:
+    if external:
+        return ComponentStatus(name, "external" if answers else "unreachable", address)
+    if pid is None:
+        return ComponentStatus(name, "stopped", "")
+    return ComponentStatus(name, "running", f"pid {pid}, {address}, data {data}")
+
+
 def status(settings: Settings) -> list[ComponentStatus]:
-    result = []
-    if settings.kafka_external:
-        state = (
-            "external" if kafka_answers(settings.kafka_bootstrap_servers, 3.0) else "unreachable"
-        )
-        result.append(ComponentStatus("kafka", state, settings.kafka_bootstrap_servers))
-    else:
-        pid = kafka_pid(settings)
-        if pid is None:
-            result.append(ComponentStatus("kafka", "stopped", ""))
-        else:
-            detail = f"pid {pid}, {settings.kafka_bootstrap_servers}, data {kafka_dir(settings) / 'data'}"
-            result.append(ComponentStatus("kafka", "running", detail))
-    if settings.pg_external:
-        state = "external" if pg_answers(settings) else "unreachable"
-        result.append(ComponentStatus("postgres", state, settings.pg_conninfo))
-    else:
-        pid = postgres_pid(settings)
-        if pid is None:
-            result.append(ComponentStatus("postgres", "stopped", ""))
-        else:
-            detail = f"pid {pid}, 127.0.0.1:{settings.pg_port}, data {pg_dir(settings) / 'data'}"
-            result.append(ComponentStatus("postgres", "running", detail))
-    return result
+    kafka_external, pg_external = settings.kafka_external, settings.pg_external
+    return [
+        _component(
+            "kafka",
+            kafka_external,
+            kafka_external and kafka_answers(settings.kafka_bootstrap_servers, 3.0),
+            settings.kafka_bootstrap_servers,
+            None if kafka_external else kafka_pid(settings),
+            kafka_dir(settings) / "data",
+        ),
+        _component(
+            "postgres",
+            pg_external,
+            pg_external and pg_answers(settings),
+            settings.pg_conninfo if pg_external else f"127.0.0.1:{settings.pg_port}",
+            None if pg_external else postgres_pid(settings),
+            pg_dir(settings) / "data",
+        ),
+    ]
