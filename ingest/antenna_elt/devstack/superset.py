@@ -25,12 +25,10 @@ only imports the standard library, psycopg and PyYAML.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -47,24 +45,14 @@ from antenna_elt.devstack.superset_db import (
     metadata_uri,
     reader_uri,
 )
+from antenna_elt.devstack.superset_install import ensure_installed, requirements_stamp, say
 from antenna_elt.errors import UserError
 from antenna_elt.settings import PROJECT_ROOT, Settings, process_environment
 
-DEFAULT_PORT = 8088
 DEFAULT_METADATA_DB = "superset"
 READER_ROLE = "superset_reader"
 ADMIN_USER = "admin"
 START_TIMEOUT = 180.0
-
-# shared/KNOWN.md: 6.1.0 misses rich and cachetools in its declared dependencies;
-# flask-caching 2.5 breaks `superset db upgrade`.
-REQUIREMENTS = (
-    "apache-superset==6.1.0",
-    "psycopg2-binary",
-    "rich",
-    "cachetools",
-    "flask-caching<2.5",
-)
 
 CONFIG_TEMPLATE = """\
 # Written by `antenna-elt dashboards up`; rewritten on every run. Secrets live beside it.
@@ -161,10 +149,6 @@ def default_instance(settings: Settings, port: int, marts_schema: str) -> Instan
 # -- small helpers ---------------------------------------------------------------------
 
 
-def _log(message: str) -> None:
-    print(f"dashboards: {message}", flush=True)
-
-
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     """A secret generated once and kept in ``path`` (mode 600)."""
     if path.exists():
@@ -177,54 +161,6 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
-
-
-# -- 1. install ------------------------------------------------------------------------
-
-
-def requirements_stamp(venv: Path) -> Path:
-    digest = hashlib.sha256("\n".join(REQUIREMENTS).encode()).hexdigest()[:16]
-    return venv / f".installed-{digest}"
-
-
-def ensure_installed(venv: Path) -> bool:
-    """Install Superset into ``venv`` unless the stamp of these requirements is there.
-    Returns True when it installed."""
-    stamp = requirements_stamp(venv)
-    if stamp.exists() and (venv / "bin" / "superset").exists():
-        return False
-    started = time.monotonic()
-    _log(f"installing Apache Superset into {venv} (once; about 800 MB, 1-3 minutes)...")
-    if not (venv / "bin" / "python").exists():
-        proc = subprocess.run(
-            [sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise UserError(
-                f"could not create the Superset virtualenv {venv}: {last_line(proc.stderr)}; "
-                "install python3-venv (`apt-get install -y python3-venv`) and retry"
-            )
-    proc = subprocess.run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *REQUIREMENTS,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise UserError(
-            f"pip could not install Superset ({last_line(proc.stdout + proc.stderr)}); check "
-            f"that PyPI is reachable, or delete {venv} and retry"
-        )
-    for old in venv.glob(".installed-*"):
-        old.unlink()
-    stamp.touch()
-    _log(f"installed Superset in {time.monotonic() - started:.0f} s")
-    return True
 
 
 # -- 3. config, 4. metadata --------------------------------------------------------------
@@ -280,7 +216,7 @@ def ensure_metadata(instance: Instance, settings: Settings, created_db: bool) ->
         return password
     stamp.unlink(missing_ok=True)
     started = time.monotonic()
-    _log(f"preparing the metadata database {instance.metadata_db} (db upgrade, admin, init)...")
+    say(f"preparing the metadata database {instance.metadata_db} (db upgrade, admin, init)...")
     _superset(instance, "db", "upgrade", what="migrating the metadata database")
     _superset(
         instance,
@@ -311,7 +247,7 @@ def ensure_metadata(instance: Instance, settings: Settings, created_db: bool) ->
     )
     _superset(instance, "init", what="creating roles and permissions")
     stamp.write_text(stamp_text)
-    _log(f"metadata ready in {time.monotonic() - started:.0f} s")
+    say(f"metadata ready in {time.monotonic() - started:.0f} s")
     return password
 
 
@@ -450,21 +386,21 @@ def up(settings: Settings, instance: Instance) -> Running:
     reader_password = read_or_create_secret(instance.reader_password_file, 24)
     created_db = ensure_metadata_database(settings, instance.metadata_db)
     ensure_reader_role(settings, instance.reader_role, instance.marts_schema, reader_password)
-    _log(f"read-only role {instance.reader_role} may read schema {instance.marts_schema} only")
+    say(f"read-only role {instance.reader_role} may read schema {instance.marts_schema} only")
     write_config(instance, settings)
     admin_password = ensure_metadata(instance, settings, created_db)
-    _log(f"superset {start(instance)}")
+    say(f"superset {start(instance)}")
     bundle = render_bundle(
         instance.marts_schema, reader_uri(settings, instance.reader_role, reader_password)
     )
     import_bundle(instance, bundle)
-    _log(
+    say(
         f"imported {len(bundle.dashboards)} dashboards, {bundle.charts} charts, "
         f"{bundle.datasets} datasets over schema {instance.marts_schema}"
     )
     missing = missing_marts(settings, instance.marts_schema)
     if missing:
-        _log(
+        say(
             f"schema {instance.marts_schema} lacks {', '.join(missing)}: the charts show errors "
             "until `dbt build` (or `make demo`) has built the marts"
         )

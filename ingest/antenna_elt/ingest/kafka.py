@@ -13,6 +13,7 @@ from typing import Any
 
 from antenna_elt.clock import Clock
 from antenna_elt.errors import UserError
+from antenna_elt.ingest.retry import retry
 
 log = logging.getLogger("antenna_elt.ingest")
 
@@ -86,18 +87,46 @@ def kafka_consumer(**config: Any) -> Any:
     return KafkaConsumer(**config)
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """kafka-python 3: 'Unable to bootstrap from ...' is a KafkaTimeoutError."""
+class _Unreachable(Exception):
+    """Kafka did not answer the consumer's bootstrap."""
+
+
+def connect(
+    factory: Callable[..., Any],
+    bootstrap_servers: str,
+    group_id: str,
+    topic: str,
+    listener: RebalanceListener,
+    *,
+    give_up: Callable[[], bool],
+    wait: Callable[[float], object],
+) -> Any:
+    """A consumer of ``topic`` in ``group_id``, retrying with backoff while Kafka is
+    unreachable unless ``give_up()`` says otherwise (then a one-line error)."""
     from kafka.errors import KafkaTimeoutError
 
-    return isinstance(exc, KafkaTimeoutError)
+    def unreachable(_exc: BaseException, seconds: float) -> None:
+        if give_up():
+            raise UserError(
+                f"Kafka at {bootstrap_servers} is unreachable; "
+                "start it with `make up` or set KAFKA_BOOTSTRAP_SERVERS"
+            ) from None
+        log.warning(
+            "Kafka at %s unreachable; retrying in %.0f s (start it with `make up` "
+            "or set KAFKA_BOOTSTRAP_SERVERS)",
+            bootstrap_servers,
+            seconds,
+        )
 
+    def attempt() -> Any:
+        try:
+            return factory(**consumer_config(bootstrap_servers, group_id))
+        except KafkaTimeoutError as exc:  # kafka-python 3: 'Unable to bootstrap from ...'
+            raise _Unreachable(str(exc)) from exc
 
-def unreachable_hint(bootstrap_servers: str) -> str:
-    return (
-        f"Kafka at {bootstrap_servers} is unreachable; "
-        "start it with `make up` or set KAFKA_BOOTSTRAP_SERVERS"
-    )
+    consumer = retry(attempt, retry_on=_Unreachable, on_failure=unreachable, wait=wait)
+    consumer.subscribe([topic], listener=listener)
+    return consumer
 
 
 def topic_end_offsets(

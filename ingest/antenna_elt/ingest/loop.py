@@ -24,6 +24,8 @@ from antenna_elt.errors import UserError
 from antenna_elt.ingest import kafka
 from antenna_elt.ingest.batch import Batch
 from antenna_elt.ingest.flush import FlushPolicy
+from antenna_elt.ingest.positions import Positions
+from antenna_elt.ingest.progress import Progress, Stats
 from antenna_elt.ingest.retry import retry
 from antenna_elt.ingest.sink import Sink, SinkUnavailable, StaleBatch
 from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
@@ -50,23 +52,6 @@ class LoopOptions:
     """Seconds between progress lines (rate, lag)."""
     idle_timeout: float | None = None
     """With until_caught_up: give up after this many seconds without reaching the end."""
-
-
-@dataclass
-class Stats:
-    events: int = 0
-    rejects: int = 0
-    batches: int = 0
-    stale_batches: int = 0
-    started: float = 0.0
-
-    @property
-    def messages(self) -> int:
-        return self.events + self.rejects
-
-
-class _Unreachable(Exception):
-    """Kafka did not answer the consumer's bootstrap."""
 
 
 class _Abandon(Exception):
@@ -99,12 +84,11 @@ class IngestLoop:
         self._consumer_factory = consumer_factory or kafka.kafka_consumer
         self._consumer: Any = None
         self._listener = listener or kafka.new_listener()
-        # next offset we expect per partition: records below it are already in the sink
-        self._expected: dict[int, int] = {}
+        self._positions = Positions()
         self._end_targets: dict[int, int] | None = None
-        self._last_log = clock.monotonic()
-        self._last_log_messages = 0
-        self._lag = kafka.LagReport(options.bootstrap_servers)
+        self._progress = Progress(
+            self.stats, clock, options.log_interval, options.bootstrap_servers
+        )
         self._batch = Batch(options.topic)
         self._inflight: tuple[Batch, Future[tuple[int, int]]] | None = None
         self._writer = writer_factory(sink_factory)
@@ -125,37 +109,17 @@ class IngestLoop:
         signal.signal(signal.SIGTERM, handler)
 
     def _connect(self) -> Any:
-        bootstrap = self.options.bootstrap_servers
-
-        def unreachable(_exc: BaseException, wait: float) -> None:
-            bounded = self.options.until_caught_up or self.options.max_messages is not None
-            if bounded or self._stop.is_set():
-                raise UserError(kafka.unreachable_hint(bootstrap)) from None
-            log.warning(
-                "Kafka at %s unreachable; retrying in %.0f s (start it with `make up` "
-                "or set KAFKA_BOOTSTRAP_SERVERS)",
-                bootstrap,
-                wait,
-            )
-
-        def connect() -> Any:
-            try:
-                return self._consumer_factory(
-                    **kafka.consumer_config(bootstrap, self.options.group_id)
-                )
-            except Exception as exc:
-                if kafka.is_unreachable(exc):
-                    raise _Unreachable(str(exc)) from exc
-                raise
-
-        consumer = retry(
-            connect,
-            retry_on=_Unreachable,
-            on_failure=unreachable,
+        opts = self.options
+        bounded = opts.until_caught_up or opts.max_messages is not None
+        return kafka.connect(
+            self._consumer_factory,
+            opts.bootstrap_servers,
+            opts.group_id,
+            opts.topic,
+            self._listener,
+            give_up=lambda: bounded or self._stop.is_set(),
             wait=lambda s: self.clock.wait(s, self._stop),
         )
-        consumer.subscribe([self.options.topic], listener=self._listener)
-        return consumer
 
     def run(self) -> Stats:
         """Run until stopped (signal, --max-messages or --until-caught-up)."""
@@ -198,7 +162,7 @@ class IngestLoop:
                     last_progress = self.clock.monotonic()
                 if self._should_flush():
                     self._submit()
-                self._maybe_log_progress()
+                self._progress.maybe_log(self._consumer, self._positions.next_offset)
                 if self._caught_up():
                     log.info("caught up with the end offsets seen at start")
                     break
@@ -213,7 +177,7 @@ class IngestLoop:
             self._settle()
         finally:
             self._close()
-        self._log_summary()
+        self._progress.summary()
         return self.stats
 
     # -- reading -----------------------------------------------------------------------
@@ -232,34 +196,26 @@ class IngestLoop:
         # the stored offsets must include the batch being written before we read them
         self._settle()
         for tp in revoked:
-            self._expected.pop(tp.partition, None)
+            self._positions.forget(tp.partition)
             self._batch.drop_partition(tp.partition)
         if not to_seek:
             return
         stored = self._stored_offsets([tp.partition for tp in to_seek])
         for tp in sorted(to_seek, key=lambda t: t.partition):
             self._batch.drop_partition(tp.partition)
-            self._seek(tp, stored.get(tp.partition))
+            self._positions.seek(self._consumer, tp, stored.get(tp.partition))
         log.info(
             "assigned partitions %s; resuming at stored offsets %s",
             sorted(tp.partition for tp in to_seek),
             {p: stored.get(p, "beginning") for p in sorted(tp.partition for tp in to_seek)},
         )
 
-    def _seek(self, tp: Any, offset: int | None) -> None:
-        if offset is None:
-            self._consumer.seek_to_beginning(tp)
-            self._expected[tp.partition] = 0
-        else:
-            self._consumer.seek(tp, offset)
-            self._expected[tp.partition] = offset
-
     def _reseek(self, partitions: Iterable[int]) -> None:
         owned = {tp.partition: tp for tp in self._consumer.assignment()}
         wanted = [p for p in partitions if p in owned]
         stored = self._stored_offsets(wanted)
         for p in wanted:
-            self._seek(owned[p], stored.get(p))
+            self._positions.seek(self._consumer, owned[p], stored.get(p))
 
     def _stored_offsets(self, partitions: list[int]) -> dict[int, int]:
         def unavailable(exc: BaseException, wait: float) -> None:
@@ -280,34 +236,9 @@ class IngestLoop:
         )
 
     def _add_records(self, records: dict[Any, list[Any]]) -> int:
-        batch = self._batch
-        added = size = 0
-        append = batch.messages.append
-        first_offsets = batch.first_offsets
-        for tp, messages in records.items():
-            partition = tp.partition
-            expected = self._expected.get(partition)
-            if expected is None:
-                # assigned but not yet seeked (the callback landed after this fetch)
-                continue
-            for msg in messages:
-                offset = msg.offset
-                if offset < expected:
-                    continue  # already in the sink
-                value = msg.value
-                append((partition, offset, value))
-                if value is not None:
-                    size += len(value)
-                if partition not in first_offsets:
-                    first_offsets[partition] = offset
-                expected = offset + 1
-                added += 1
-            self._expected[partition] = expected
-            if partition in first_offsets:
-                batch.next_offsets[partition] = expected
-        batch.value_bytes += size
-        if added and not batch.started:
-            batch.started = self.clock.monotonic()
+        added = self._positions.add(self._batch, records)
+        if added and not self._batch.started:
+            self._batch.started = self.clock.monotonic()
         return added
 
     def _should_flush(self) -> bool:
@@ -418,9 +349,7 @@ class IngestLoop:
         if self._end_targets is None:
             return False
         owned = {tp.partition for tp in self._consumer.assignment()}
-        if not owned:
-            return False
-        return all(self._expected.get(p, -1) >= self._end_targets.get(p, 0) for p in owned)
+        return self._positions.reached(owned, self._end_targets)
 
     def _caught_up(self) -> bool:
         if self._end_targets is None or len(self._batch) or not self._reached_targets():
@@ -428,35 +357,6 @@ class IngestLoop:
         self._settle()
         # a stale or abandoned write re-seeks: then we are not done yet
         return self._reached_targets() and not len(self._batch)
-
-    def _maybe_log_progress(self) -> None:
-        now = self.clock.monotonic()
-        if now - self._last_log < self.options.log_interval:
-            return
-        interval = now - self._last_log
-        done = self.stats.messages
-        rate = (done - self._last_log_messages) / interval if interval else 0.0
-        self._last_log, self._last_log_messages = now, done
-        log.info(
-            "ingested %d events, %d rejects (%.0f msg/s over the last %.0f s); lag %s",
-            self.stats.events,
-            self.stats.rejects,
-            rate,
-            interval,
-            self._lag.text(self._consumer, lambda p: self._expected.get(p, 0)),
-        )
-
-    def _log_summary(self) -> None:
-        elapsed = self.clock.monotonic() - self.stats.started
-        rate = self.stats.messages / elapsed if elapsed else 0.0
-        log.info(
-            "done: %d events and %d rejects in %d batches, %.1f s (%.0f msg/s)",
-            self.stats.events,
-            self.stats.rejects,
-            self.stats.batches,
-            elapsed,
-            rate,
-        )
 
     def _close(self) -> None:
         self._writer.shutdown()
