@@ -98,7 +98,9 @@
 {%- endmacro %}
 
 {% macro bigquery__ingest_current_high() -%}
-    (select coalesce(max(load_seq), 0) + 1 from {{ source('raw', 'lake_loads') }})
+    {#- the loads `antenna-elt load bigquery` recorded next to the raw table -#}
+    (select coalesce(max(load_seq), 0) + 1
+    from {{ api.Relation.create(database=target.database, schema=var('raw_schema'), identifier='lake_loads') }})
 {%- endmacro %}
 
 
