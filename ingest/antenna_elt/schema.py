@@ -41,6 +41,10 @@ class Column:
     """A PostgreSQL check constraint on the column."""
     ingest_time: bool = False
     """Set by the sink when it commits (PostgreSQL: ``default now()``), not by the message."""
+    postgres_default: str | None = None
+    """Filled by PostgreSQL itself (an expression), not by the sink."""
+    in_lake: bool = True
+    """Stored in the lake's Parquet files (and so loaded into BigQuery)."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ class Table:
 
     @property
     def written_names(self) -> list[str]:
-        """Columns a sink writes (the ingest time is the database's default)."""
-        return [c.name for c in self.columns if not c.ingest_time]
+        """Columns a sink writes (the ingest time and sequence are the database's defaults)."""
+        return [c.name for c in self.columns if not c.ingest_time and not c.postgres_default]
 
 
 _KAFKA_COORDINATES = (
@@ -77,6 +81,17 @@ EVENTS = Table(
         Column("app", "text"),
         *_KAFKA_COORDINATES,
         _INGESTED_AT,
+        # Orders ingestion for dbt's incremental builds (macros/ingest_increments.sql). In
+        # PostgreSQL the id of the transaction that landed the row: a build reads the rows
+        # below the oldest transaction still running when it starts, a set no later commit
+        # can change. The lake keeps no such column: the DuckDB warehouse numbers each file
+        # by the build that first saw it, BigQuery each hour by the load that loaded it.
+        Column(
+            "ingest_seq",
+            "int64",
+            postgres_default="pg_current_xact_id()::text::bigint",
+            in_lake=False,
+        ),
     ),
 )
 """Valid events of the devices topic, one row per Kafka offset."""
@@ -108,6 +123,8 @@ def postgres_columns(table: Table) -> str:
             line += f" check ({c.check})"
         if c.ingest_time:
             line += " default now()"
+        if c.postgres_default:
+            line += f" default ({c.postgres_default})"
         lines.append(line.rstrip())
     if table.key:
         lines.append(f"    primary key ({', '.join(table.key)})")
@@ -126,11 +143,15 @@ def arrow_schema(table: Table) -> Any:
         "int64": pa.int64(),
         "binary": pa.binary(),
     }
-    return pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in table.columns])
+    return pa.schema(
+        [pa.field(c.name, types[c.type], nullable=c.nullable) for c in table.columns if c.in_lake]
+    )
 
 
 def bigquery_fields(table: Table) -> tuple[tuple[str, str, str], ...]:
     """(name, BigQuery type, mode) of every column."""
     return tuple(
-        (c.name, _BIGQUERY[c.type], "NULLABLE" if c.nullable else "REQUIRED") for c in table.columns
+        (c.name, _BIGQUERY[c.type], "NULLABLE" if c.nullable else "REQUIRED")
+        for c in table.columns
+        if c.in_lake
     )

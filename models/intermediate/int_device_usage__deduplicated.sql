@@ -21,7 +21,8 @@ deduplicated as (
         app,
         bytes,
         count(*) as copies_received,
-        min(ingested_at) as first_ingested_at
+        min(ingested_at) as first_ingested_at,
+        min(ingest_seq) as ingest_seq
 
     from events
     group by 1, 2, 3, 4, 5, 6

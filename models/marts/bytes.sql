@@ -8,12 +8,14 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=window_seconds()) %}
+
 with
 
 usage as (
 
     select * from {{ ref('fct_usage_windowed') }}
-    where window_epoch >= {{ incremental_cutoff(epoch_seconds(adapter.quote('timestamp')), window_seconds()) }}
+    where {{ ingest_range_filter(increment, 'window_epoch') }}
 
 ),
 

@@ -10,12 +10,14 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=3600) %}
+
 with
 
 usage as (
 
     select * from {{ ref('fct_usage_hourly') }}
-    where hour_epoch >= {{ incremental_cutoff(epoch_seconds(adapter.quote('timestamp')), 3600) }}
+    where {{ ingest_range_filter(increment, 'hour_epoch') }}
 
 ),
 

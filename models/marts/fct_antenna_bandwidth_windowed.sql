@@ -7,12 +7,14 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=window_seconds()) %}
+
 with
 
 usage as (
 
     select * from {{ ref('fct_usage_windowed') }}
-    where window_epoch >= {{ incremental_cutoff('window_epoch', window_seconds()) }}
+    where {{ ingest_range_filter(increment, 'window_epoch') }}
 
 ),
 

@@ -21,7 +21,9 @@ newest_window as (
 events as (
 
     select * from {{ ref('int_device_usage__deduplicated') }}
-    where event_at >= {{ epoch_to_instant('(select window_epoch from newest_window) - ' ~ active) }}
+    where
+        event_at >= {{ epoch_to_instant('(select window_epoch from newest_window) - ' ~ active) }}
+        and ingest_seq < {{ ingest_high() }}
 
 ),
 

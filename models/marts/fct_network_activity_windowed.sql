@@ -18,13 +18,17 @@
 {%- set window = var('window_minutes') * 60 -%}
 {%- set gap = var('silence_gap_minutes') * 60 -%}
 {%- set reach = [gap, 3600] | max -%}
+{#- An event in window u changes the rows of the windows from u until the device's silence
+    gap after it has passed (connecting, connected, disconnecting) and until the end of u's
+    hour (usage so far this hour); each of those reads the windows up to `reach` before it. -#}
+{%- set increment = ingest_increment(grain=window, after=gap + window, to_hour_end=true) %}
 
 with
 
 usage as (
 
     select * from {{ ref('fct_usage_windowed') }}
-    where window_epoch >= {{ incremental_cutoff('window_epoch', window) }} - {{ reach + window }}
+    where {{ ingest_range_filter(increment, 'window_epoch', before=reach + window) }}
 
 ),
 
@@ -53,7 +57,7 @@ windows as (
         {{ sum_bigint('bytes_total') }} as bytes_total
 
     from usage
-    where window_epoch >= {{ incremental_cutoff('window_epoch', window) }}
+    where {{ ingest_range_filter(increment, 'window_epoch') }}
     group by 1
 
 ),

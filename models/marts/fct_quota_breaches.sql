@@ -8,12 +8,14 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=3600) %}
+
 with
 
 user_usage as (
 
     select * from {{ ref('fct_user_usage_hourly') }}
-    where hour_epoch >= {{ incremental_cutoff('hour_epoch', 3600) }}
+    where {{ ingest_range_filter(increment, 'hour_epoch') }}
 
 ),
 

@@ -6,12 +6,16 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=3600) %}
+
 with
 
 events as (
 
     select * from {{ ref('int_device_usage__deduplicated') }}
-    where event_at >= {{ epoch_to_instant(incremental_cutoff('hour_epoch', 3600)) }}
+    where
+        ingest_seq < {{ increment.high }}
+        and {{ ingest_range_filter(increment, 'event_at', instant=true) }}
 
 ),
 

@@ -6,12 +6,16 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=window_seconds()) %}
+
 with
 
 events as (
 
     select * from {{ ref('int_device_usage__deduplicated') }}
-    where event_at >= {{ epoch_to_instant(incremental_cutoff('window_epoch', window_seconds())) }}
+    where
+        ingest_seq < {{ increment.high }}
+        and {{ ingest_range_filter(increment, 'event_at', instant=true) }}
 
 ),
 

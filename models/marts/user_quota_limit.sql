@@ -6,12 +6,14 @@
     )
 }}
 
+{%- set increment = ingest_increment(grain=3600) %}
+
 with
 
 breaches as (
 
     select * from {{ ref('fct_quota_breaches') }}
-    where hour_epoch >= {{ incremental_cutoff(epoch_seconds(adapter.quote('timestamp')), 3600) }}
+    where {{ ingest_range_filter(increment, 'hour_epoch') }}
 
 ),
 

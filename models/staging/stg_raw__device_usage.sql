@@ -18,7 +18,8 @@ renamed as (
         kafka_topic,
         cast(kafka_partition as {{ dbt.type_int() }}) as kafka_partition,
         cast(kafka_offset as {{ dbt.type_bigint() }}) as kafka_offset,
-        ingested_at
+        ingested_at,
+        cast(ingest_seq as {{ dbt.type_bigint() }}) as ingest_seq
 
     from source
 

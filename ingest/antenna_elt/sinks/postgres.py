@@ -24,6 +24,9 @@ create table if not exists {schema}.device_usage (
     + postgres_columns(EVENTS).replace("{", "{{").replace("}", "}}")
     + """
 );
+-- tables landed before ingest_seq existed get it (their rows: this transaction's id)
+alter table {schema}.device_usage
+    add column if not exists ingest_seq bigint not null default (pg_current_xact_id()::text::bigint);
 -- No primary key on (topic, partition, offset): the offsets table, updated in the same
 -- transaction, already makes every offset land once, and the key's index would cost half
 -- the COPY time. A BRIN index serves the time-range scans of dbt's incremental models;
@@ -32,6 +35,8 @@ create table if not exists {schema}.device_usage (
 create index if not exists device_usage_event_time_brin
     on {schema}.device_usage using brin (event_time) with (autosummarize = on);
 alter index {schema}.device_usage_event_time_brin set (autosummarize = on);
+create index if not exists device_usage_ingest_seq_brin
+    on {schema}.device_usage using brin (ingest_seq) with (autosummarize = on);
 comment on table {schema}.device_usage is
     'Valid events of the devices topic, one row per Kafka offset (antenna-elt ingest postgres).';
 

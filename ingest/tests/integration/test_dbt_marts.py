@@ -247,62 +247,6 @@ def test_duckdb_lists_the_hours_the_lake_ingestor_closed(simulated: Run, duckdb_
     assert datetime(2026, 11, 24, 9) in per_hour
 
 
-def test_incremental_builds_equal_a_full_refresh(
-    settings: Settings, simulated: Run, tmp_path: Path
-) -> None:
-    """Events arrive in two parts, the second with late events for windows built by the
-    first build; two incremental builds must give what one full build gives."""
-    part = f"raw_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-        conn.execute(f"create schema {part}")
-        conn.execute(f"create table {part}.device_usage (like {simulated.raw_schema}.device_usage)")
-        conn.execute(
-            f"create table {part}.device_usage_rejects (like {simulated.raw_schema}.device_usage_rejects)"
-        )
-        # the first 60% of the offsets of each partition: late events of the rest fall into built windows
-        conn.execute(
-            f"create table {part}.split as select kafka_partition, (0.6 * max(kafka_offset))::bigint as first_offset "
-            f"from {simulated.raw_schema}.device_usage group by 1"
-        )
-        conn.execute(
-            f"insert into {part}.device_usage select d.* from {simulated.raw_schema}.device_usage d "
-            f"join {part}.split s using (kafka_partition) where d.kafka_offset < s.first_offset"
-        )
-    incremental = Run(settings, simulated.topic, part, simulated.ledger, simulated.tmp)
-    schema_inc, schema_full = f"inc_{uuid.uuid4().hex[:8]}", f"full_{uuid.uuid4().hex[:8]}"
-    try:
-        dbt_build(incremental, schema_inc)
-        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-            late = conn.execute(
-                f"select count(*) from {simulated.raw_schema}.device_usage d join {part}.split s "
-                f"using (kafka_partition) where d.kafka_offset >= s.first_offset "
-                f"and d.event_time < (select max(event_time) from {part}.device_usage)"
-            ).fetchone()
-            assert late and late[0] > 100, "the second part must hold late events for built windows"
-            conn.execute(
-                f"insert into {part}.device_usage select d.* from {simulated.raw_schema}.device_usage d "
-                f"join {part}.split s using (kafka_partition) where d.kafka_offset >= s.first_offset"
-            )
-        dbt_build(incremental, schema_inc)
-        dbt_build(incremental, schema_full, "postgres", "--full-refresh")
-        for mart in (*MARTS, "fct_usage_windowed", "fct_usage_hourly", "fct_quota_breaches",
-                     "fct_network_activity_windowed", "fct_antenna_bandwidth_windowed", "fct_user_usage_hourly"):  # fmt: skip
-            assert mart_rows(incremental, "postgres", schema_inc, mart) == mart_rows(
-                incremental, "postgres", schema_full, mart
-            ), mart
-    finally:
-        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-            for schema in (
-                part,
-                *(
-                    f"{s}_{x}"
-                    for s in (schema_inc, schema_full)
-                    for x in ("staging", "intermediate", "marts", "seeds")
-                ),
-            ):
-                conn.execute(f"drop schema if exists {schema} cascade")
-
-
 def test_bigquery_target_parses_without_credentials(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
     proc = run_dbt(

@@ -1,0 +1,379 @@
+"""Incremental marts stay exact under continuous ingestion, at every grain (issue 12).
+
+Events reach the marts the way a schedule meets them: a backlog ingested in steps while the
+partitions progress unevenly (partition skew), events far older than anything built, an event
+from the near future, and `dbt build` running while the ingestors keep writing. Each scenario
+runs through the real Kafka broker into both ingestors (PostgreSQL staging and the Parquet
+lake) and both warehouses (PostgreSQL, DuckDB over the lake). After every incremental build
+its data tests pass, every incremental mart equals a full refresh on the same rows, and at the
+end the serving marts equal the simulator's ledger.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import run_cli
+from helpers import ROOT, produce, unique_group
+
+from antenna_elt.dbt import query_duckdb, query_postgres, run_dbt
+from antenna_elt.ingest.loop import IngestLoop, LoopOptions, Stats
+from antenna_elt.settings import Settings
+from antenna_elt.sim import ledger as ledger_module
+from antenna_elt.sim.users import load_users
+from antenna_elt.sinks.lake.sink import LakeSink
+from antenna_elt.sinks.postgres import PostgresSink
+
+INCREMENTAL_MARTS = (
+    "fct_usage_windowed",
+    "fct_usage_hourly",
+    "fct_user_usage_hourly",
+    "fct_quota_breaches",
+    "fct_network_activity_windowed",
+    "fct_antenna_bandwidth_windowed",
+    "bytes",
+    "bytes_hourly",
+    "user_quota_limit",
+)
+START = datetime(2026, 11, 20, tzinfo=UTC)
+BACKLOG = ("--start", "2026-11-20T00:00:00Z", "--duration", "6h", "--count", "48000", "--seed", "21",
+           "--duplicate-share", "0.02")  # fmt: skip
+# events for the evening before, sent after hours up to 05:59 were built: ten hours late
+LATE = ("--start", "2026-11-19T20:00:00Z", "--duration", "30m", "--count", "4000", "--seed", "22")  # fmt: skip
+
+
+@dataclass
+class Warehouse:
+    """One target: where its staged events come from and where its marts go."""
+
+    target: str
+    schema: str
+    env: dict[str, str]
+
+    def rows(self, schema: str, mart: str, settings: Settings) -> list[tuple[Any, ...]]:
+        sql = f"select * from {schema}_marts.{mart}"
+        if self.target == "postgres":
+            found = query_postgres(settings.pg_conninfo, sql)
+        else:
+            path = self.env["ANTENNA_ELT_DUCKDB_PATH"] + (".ref" if schema.endswith("_ref") else "")
+            found = query_duckdb(path, sql)
+        return sorted(
+            (tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in found),
+            key=lambda row: tuple((v is None, str(v)) for v in row),
+        )
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    topic: str
+    raw_schema: str
+    pg_group: str
+    lake: Path
+    lake_group: str
+    postgres: Warehouse
+    duckdb: Warehouse
+    tmp: Path
+
+    @property
+    def warehouses(self) -> tuple[Warehouse, Warehouse]:
+        return self.postgres, self.duckdb
+
+    def ingest(self, max_messages: int | None = None) -> tuple[Stats, Stats]:
+        """Both ingestors, each up to `max_messages` further (or until caught up)."""
+        pg_sink = functools.partial(
+            PostgresSink, self.settings.pg_conninfo, self.raw_schema, self.pg_group
+        )
+        lake_sink = functools.partial(LakeSink, self.lake.as_uri(), self.lake_group)
+        stats = []
+        for sink, group in ((pg_sink, self.pg_group), (lake_sink, self.lake_group)):
+            options = LoopOptions(
+                topic=self.topic,
+                group_id=group,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                batch_size=5_000,
+                max_latency=0.5,
+                until_caught_up=max_messages is None,
+                max_messages=max_messages,
+                idle_timeout=120,
+            )
+            stats.append(IngestLoop(sink, options).run())
+        return stats[0], stats[1]
+
+    def simulate(self, *args: str) -> ledger_module.Ledger:
+        path = self.tmp / f"ledger-{uuid.uuid4().hex[:6]}.json"
+        proc = run_cli("simulate", "--topic", self.topic, "--ledger", str(path), "--quiet", *args)
+        assert proc.returncode == 0, proc.stderr
+        return ledger_module.load(path)
+
+
+def merged(*ledgers: ledger_module.Ledger) -> ledger_module.Ledger:
+    """One ledger for several simulator runs (their events are distinct)."""
+    total = ledger_module.Ledger()
+    for ledger in ledgers:
+        for key, (nbytes, events) in ledger.totals.items():
+            slot = total.totals.setdefault(key, [0, 0])
+            slot[0] += nbytes
+            slot[1] += events
+        total.total_bytes += ledger.total_bytes
+    total.finish(load_users())
+    return total
+
+
+def drop_schemas(settings: Settings, *prefixes: str) -> None:
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        for prefix in prefixes:
+            for (name,) in conn.execute(
+                "select nspname from pg_namespace where nspname = %s or nspname like %s",
+                (prefix, f"{prefix}\\_%"),
+            ).fetchall():
+                conn.execute(f'drop schema "{name}" cascade')
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    topic, raw_schema = f"incr-{tag}", f"raw_incr_{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(topic, 3, 1)])
+    lake = tmp_path / "lake"
+    base = {"ANTENNA_ELT_LAKE": lake.as_uri()}
+    pg = Warehouse(
+        "postgres", f"incr_pg_{tag}", {**base, "ANTENNA_ELT_DBT_SCHEMA": f"incr_pg_{tag}"}
+    )
+    duck = Warehouse(
+        "duckdb",
+        f"incr_duck_{tag}",
+        {
+            **base,
+            "ANTENNA_ELT_DBT_SCHEMA": f"incr_duck_{tag}",
+            "ANTENNA_ELT_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        },
+    )
+    try:
+        yield Pipeline(
+            settings, topic, raw_schema, unique_group(), lake, unique_group(), pg, duck, tmp_path
+        )
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
+        drop_schemas(settings, raw_schema, pg.schema)
+
+
+def dbt(
+    pipeline: Pipeline,
+    warehouse: Warehouse,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """dbt on the scenario's staging, with a target path of each configuration's own (so
+    that dbt's partial parsing holds from one build to the next)."""
+    env = env or warehouse.env
+    target_path = pipeline.tmp / "dbt-target" / env["ANTENNA_ELT_DBT_SCHEMA"]
+    return run_dbt(
+        [*args, "--target", warehouse.target, "--target-path", str(target_path),
+         "--vars", json.dumps({"raw_schema": pipeline.raw_schema})],
+        env=env,
+        check=check,
+    )  # fmt: skip
+
+
+def build(pipeline: Pipeline, warehouse: Warehouse) -> None:
+    """An incremental `dbt build`: every model, data test and unit test must pass."""
+    dbt(pipeline, warehouse, "build")
+
+
+def reference(pipeline: Pipeline, warehouse: Warehouse) -> str:
+    schema = f"{warehouse.schema}_ref"
+    env = {**warehouse.env, "ANTENNA_ELT_DBT_SCHEMA": schema}
+    if warehouse.target == "duckdb":
+        env["ANTENNA_ELT_DUCKDB_PATH"] = warehouse.env["ANTENNA_ELT_DUCKDB_PATH"] + ".ref"
+    dbt(pipeline, warehouse, "build", "--full-refresh", "--resource-type", "model",
+        "--resource-type", "seed", env=env)  # fmt: skip
+    return schema
+
+
+def assert_incremental_equals_full_refresh(pipeline: Pipeline, warehouse: Warehouse) -> None:
+    ref = reference(pipeline, warehouse)
+    settings = pipeline.settings
+    for mart in INCREMENTAL_MARTS:
+        built = warehouse.rows(warehouse.schema, mart, settings)
+        assert built == warehouse.rows(ref, mart, settings), f"{warehouse.target}: {mart}"
+
+
+def naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def assert_marts_equal_ledger(
+    pipeline: Pipeline, warehouse: Warehouse, ledger: ledger_module.Ledger
+) -> None:
+    rows = {
+        mart: warehouse.rows(warehouse.schema, mart, pipeline.settings)
+        for mart in ("bytes", "bytes_hourly", "user_quota_limit")
+    }
+    emails = {u.id: u.email for u in load_users()}
+    for mart, grain, kinds in (
+        ("bytes", "window", {"antenna_bytes_total": "antenna", "id_bytes_total": "user", "app_bytes_total": "app"}),
+        ("bytes_hourly", "hour", {"antenna_bytes_total": "antenna", "mail_bytes_total": "user", "app_bytes_total": "app"}),
+    ):  # fmt: skip
+        for kind, dimension in kinds.items():
+            served = {(ts, key): value for ts, key, value, t in rows[mart] if t == kind}
+            expected = {
+                (naive(ts), emails[key] if kind == "mail_bytes_total" else key): value
+                for (ts, key), value in ledger.bytes_by(grain, dimension).items()
+                if kind != "mail_bytes_total" or key in emails
+            }
+            assert served == expected, f"{warehouse.target}: {mart} {kind}"
+    breaches = sorted((e, u, q, naive(h)) for e, h, u, q in ledger.breaches())
+    assert breaches, "the scenario has quota breaches"
+    assert sorted(rows["user_quota_limit"]) == breaches, f"{warehouse.target}: user_quota_limit"
+    served_breaches = query_breaches(pipeline, warehouse)
+    assert served_breaches == sorted((e, naive(h), u) for e, h, u, _ in ledger.breaches())
+
+
+def query_breaches(pipeline: Pipeline, warehouse: Warehouse) -> list[tuple[Any, ...]]:
+    sql = f"select email, hour_start, usage_bytes from {warehouse.schema}_marts.fct_quota_breaches"
+    if warehouse.target == "postgres":
+        found = query_postgres(pipeline.settings.pg_conninfo, sql)
+    else:
+        found = query_duckdb(warehouse.env["ANTENNA_ELT_DUCKDB_PATH"], sql)
+    return sorted(found)
+
+
+def newest_event_per_partition(pipeline: Pipeline) -> dict[int, datetime]:
+    rows = query_postgres(
+        pipeline.settings.pg_conninfo,
+        f"select kafka_partition, max(event_time) from {pipeline.raw_schema}.device_usage group by 1",
+    )
+    return {int(p): t for p, t in rows}
+
+
+def test_skewed_backlog_late_and_future_events_build_incrementally_to_a_full_refresh(
+    pipeline: Pipeline,
+) -> None:
+    """A 6-hour backlog ingested in two steps with a build after each, the second with events
+    ten hours late and one a minute in the future, then more late events."""
+    backlog = pipeline.simulate(*BACKLOG)
+
+    # 1. part of the backlog: the partitions progress unevenly, so one partition's events lie
+    #    hours behind another's when the first build runs
+    pipeline.ingest(max_messages=12_000)
+    newest = newest_event_per_partition(pipeline)
+    behind = min(newest.get(p, START) for p in range(3))
+    assert (max(newest.values()) - behind).total_seconds() > 2 * 3600, f"partition skew: {newest}"
+    for warehouse in pipeline.warehouses:
+        build(pipeline, warehouse)
+        assert_incremental_equals_full_refresh(pipeline, warehouse)
+
+    # 2. the rest of the backlog (older events than the windows built), events for the evening
+    #    before (ten hours older than anything built) and one event from a minute in the
+    #    future (valid: within the contract's skew)
+    late = pipeline.simulate(*LATE)
+    now = int(time.time())
+    user = load_users()[0]
+    future = {"timestamp": now + 60, "id": user.id, "antenna_id": "a0000000-0000-0000-0000-00000000000f",
+              "bytes": 7, "app": "FUTURE"}  # fmt: skip
+    produce(pipeline.settings, pipeline.topic, [(0, json.dumps(future).encode())])
+    pipeline.ingest()
+    for warehouse in pipeline.warehouses:
+        build(pipeline, warehouse)
+        assert_incremental_equals_full_refresh(pipeline, warehouse)
+
+    # 3. after the future event was built, older events still fold in
+    later = pipeline.simulate(
+        "--start", "2026-11-20T03:00:00Z", "--duration", "20m", "--count", "3000", "--seed", "23"
+    )
+    pipeline.ingest()
+    in_the_future = ledger_module.Ledger()
+    in_the_future.add_event(now + 60, user.id, str(future["antenna_id"]), 7, "FUTURE")
+    expected = merged(backlog, late, later, in_the_future)
+    for warehouse in pipeline.warehouses:
+        build(pipeline, warehouse)
+        assert_incremental_equals_full_refresh(pipeline, warehouse)
+        assert_marts_equal_ledger(pipeline, warehouse, expected)
+
+
+def test_builds_while_ingesting_pass_their_tests_and_end_exact(pipeline: Pipeline) -> None:
+    """The simulator streams for about 20 s while both ingestors run; `dbt build` runs over
+    and over meanwhile on both targets: no build fails a data test (no false alarm), and
+    once ingestion has caught up one more build equals a full refresh and the ledger."""
+    ledger_path = pipeline.tmp / "stream-ledger.json"
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "antenna_elt.cli", "simulate", "--topic", pipeline.topic,
+         "--start", "2026-11-21T00:00:00Z", "--duration", "2h", "--count", "12000", "--rate", "600",
+         "--seed", "31", "--late-share", "0.1", "--late-max", "90m", "--duplicate-share", "0.02",
+         "--ledger", str(ledger_path), "--quiet"],
+        cwd=ROOT,
+    )  # fmt: skip
+    ingestors = [
+        subprocess.Popen(
+            [sys.executable, "-m", "antenna_elt.cli", "ingest", "postgres", "--topic", pipeline.topic,
+             "--schema", pipeline.raw_schema, "--group", pipeline.pg_group, "--max-latency", "0.3"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "antenna_elt.cli", "ingest", "lake", "--topic", pipeline.topic,
+             "--lake", pipeline.lake.as_uri(), "--group", pipeline.lake_group, "--max-latency", "1"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    ]  # fmt: skip
+    builds = 0
+    try:
+        while simulator.poll() is None:
+            for warehouse in pipeline.warehouses:
+                build(pipeline, warehouse)  # raises with dbt's output on any failed test
+                builds += 1
+        assert simulator.returncode == 0
+    finally:
+        for proc in ingestors:
+            proc.terminate()
+        for proc in ingestors:
+            proc.wait(timeout=60)
+        if simulator.poll() is None:
+            simulator.kill()
+    assert builds >= 2, "builds ran while events streamed"
+    pipeline.ingest()
+    ledger = ledger_module.load(ledger_path)
+    for warehouse in pipeline.warehouses:
+        build(pipeline, warehouse)
+        assert_incremental_equals_full_refresh(pipeline, warehouse)
+        assert_marts_equal_ledger(pipeline, warehouse, ledger)
+
+
+def test_a_wrong_windowed_row_fails_the_data_tests(pipeline: Pipeline) -> None:
+    pipeline.simulate(
+        "--start", "2026-11-22T00:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "41"
+    )
+    pipeline.ingest()
+    warehouse = pipeline.postgres
+    build(pipeline, warehouse)
+    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
+        changed = conn.execute(
+            f"update {warehouse.schema}_marts.bytes set value = value + 1 where ctid = "
+            f"(select ctid from {warehouse.schema}_marts.bytes where type = 'antenna_bytes_total' limit 1)"
+        ).rowcount
+    assert changed == 1
+    proc = dbt(pipeline, warehouse, "test", check=False)
+    assert proc.returncode == 1
+    failed = sorted(
+        line.split(" FAIL ")[1].split()[1]
+        for line in proc.stdout.splitlines()
+        if " FAIL " in line and " of " in line
+    )
+    assert failed == ["assert_bytes_equals_staged_events"], proc.stdout[-3000:]

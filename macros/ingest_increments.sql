@@ -1,0 +1,432 @@
+{#- Incremental builds driven by what was ingested: a watermark on ingestion, not on event time.
+
+    Every staged event carries `ingest_seq`, a number that orders its ingestion, such that the
+    rows below a build's `high` are the same set for the whole build however long ingestion
+    goes on beside it:
+    - PostgreSQL: the id of the transaction that landed the row (pg_current_xact_id(), the
+      column's default). A build takes as its high the oldest transaction still running when
+      it starts (pg_snapshot_xmin): every transaction below it has committed or aborted for good.
+    - DuckDB over the lake: the number of the build that first saw the Parquet file. A build
+      registers the files present when it starts in `lake_files`; staging reads registered
+      files only, so a file that appears during the build waits for the next one.
+    - BigQuery: the number of the load that loaded the event's hour (`antenna-elt load
+      bigquery` records each load in `lake_loads`); an hour is loaded whole, so every window
+      of a loaded hour counts as touched.
+
+    A build records its high first (on-run-start: start_ingest_build). Each incremental model
+    - reads the high it was last built to, `low` (0 when never built or on --full-refresh);
+    - takes as its own high the build's high or, when it reads other incremental models, the
+      smallest high they were built to (what they hold);
+    - rebuilds every window (or hour) touched by events with low <= ingest_seq < high, whatever
+      their event time, from all the events below high in that window;
+    - and records high as its watermark in the same transaction (post-hook).
+    So an incremental build equals a full refresh on the same rows under any arrival order,
+    partition skew, lateness, or a build running while ingestion goes on. -#}
+
+
+{#- The project's own bookkeeping tables live in the target schema: ingest_builds (the high
+    of each build), ingest_watermarks (low and high of each incremental model) and, on DuckDB,
+    lake_files (the Parquet files each build registered). -#}
+{% macro ingest_state_relation(name) -%}
+    {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier=name)) }}
+{%- endmacro %}
+
+
+{#- on-run-start: create the bookkeeping tables and record this build's high. -#}
+{% macro start_ingest_build() -%}
+    {{ return(adapter.dispatch('start_ingest_build', 'antenna_elt')()) }}
+{%- endmacro %}
+
+{% macro default__start_ingest_build() -%}
+    {%- set builds = ingest_state_relation('ingest_builds') -%}
+    {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+    create schema if not exists {{ target.schema }};
+    create table if not exists {{ builds }} (
+        invocation_id varchar(64) not null,
+        high_seq bigint not null,
+        started_epoch bigint not null
+    );
+    create table if not exists {{ watermarks }} (
+        model_name varchar(256) primary key,
+        low_seq bigint not null,
+        high_seq bigint not null,
+        invocation_id varchar(64) not null,
+        built_at timestamp not null
+    );
+    delete from {{ builds }} where started_epoch < {{ epoch_seconds(dbt.current_timestamp()) }} - 7 * 86400;
+    insert into {{ builds }} (invocation_id, high_seq, started_epoch)
+    select '{{ invocation_id }}', {{ ingest_current_high() }}, {{ ingest_build_started_epoch() }};
+{%- endmacro %}
+
+{% macro duckdb__start_ingest_build() -%}
+    {%- set files = ingest_state_relation('lake_files') -%}
+    create schema if not exists {{ target.schema }};
+    create table if not exists {{ files }} (
+        file_path varchar primary key,
+        ingest_seq bigint not null,
+        registered_at timestamp not null
+    );
+    insert into {{ files }} (file_path, ingest_seq, registered_at)
+    select
+        file,
+        (select coalesce(max(ingest_seq), 0) + 1 from {{ files }}),
+        current_timestamp
+    from glob('{{ lake_root() }}/device_usage/*/*/*/*/*.parquet')
+    where file not in (select file_path from {{ files }});
+    {{ default__start_ingest_build() }}
+{%- endmacro %}
+
+
+{#- When this build started (epoch seconds): rendered with the hook, so before any of its SQL
+    runs (before the lake's files are listed). -#}
+{% macro ingest_build_started_epoch() -%}
+    {{ return(modules.datetime.datetime.now(modules.pytz.utc).timestamp() | int) }}
+{%- endmacro %}
+
+
+{#- SQL giving the high a build starting now may use. -#}
+{% macro ingest_current_high() -%}
+    {{ return(adapter.dispatch('ingest_current_high', 'antenna_elt')()) }}
+{%- endmacro %}
+
+{% macro default__ingest_current_high() -%}
+    cast(cast(pg_snapshot_xmin(pg_current_snapshot()) as text) as bigint)
+{%- endmacro %}
+
+{% macro duckdb__ingest_current_high() -%}
+    (select coalesce(max(ingest_seq), 0) + 1 from {{ ingest_state_relation('lake_files') }})
+{%- endmacro %}
+
+{% macro bigquery__ingest_current_high() -%}
+    {#- the loads `antenna-elt load bigquery` recorded next to the raw table -#}
+    (select coalesce(max(load_seq), 0) + 1
+    from {{ api.Relation.create(database=target.database, schema=var('raw_schema'), identifier='lake_loads') }})
+{%- endmacro %}
+
+
+{#- The lake's root directory (DuckDB reads it directly). -#}
+{% macro lake_root() -%}
+    {{ return(env_var('ANTENNA_ELT_LAKE', '.stack/lake') | replace('file://', '')) }}
+{%- endmacro %}
+
+
+{#- A single value from a query at compile time, or `default`. -#}
+{% macro _ingest_scalar(sql, default=none) -%}
+    {%- if not execute -%}{{ return(default) }}{%- endif -%}
+    {%- set result = run_query(sql) -%}
+    {%- if result is none or result.rows | length == 0 or result.rows[0][0] is none -%}
+        {{ return(default) }}
+    {%- endif -%}
+    {{ return(result.rows[0][0] | int) }}
+{%- endmacro %}
+
+
+{#- This build's high, recorded by start_ingest_build (or computed now for commands that run
+    no hooks, such as `dbt compile`). The var `ingest_high_seq` pins it (unit tests). -#}
+{% macro ingest_build_high() -%}
+    {%- if var('ingest_high_seq', none) is not none -%}{{ return(var('ingest_high_seq') | int) }}{%- endif -%}
+    {%- if not execute -%}{{ return(0) }}{%- endif -%}
+    {%- set builds = ingest_state_relation('ingest_builds') -%}
+    {%- set found = adapter.get_relation(builds.database, builds.schema, builds.identifier) -%}
+    {%- set high = none -%}
+    {%- if found is not none -%}
+        {%- set high = _ingest_scalar("select max(high_seq) from " ~ builds ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
+    {%- endif -%}
+    {%- if high is none -%}
+        {%- set high = _ingest_scalar("select " ~ ingest_current_high(), 0) -%}
+    {%- endif -%}
+    {{ return(high) }}
+{%- endmacro %}
+
+
+{#- The high a model was last built to, or `default` when it has none. -#}
+{% macro ingest_watermark(model_name, default=none) -%}
+    {%- if not execute -%}{{ return(default) }}{%- endif -%}
+    {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+    {%- if adapter.get_relation(watermarks.database, watermarks.schema, watermarks.identifier) is none -%}
+        {{ return(default) }}
+    {%- endif -%}
+    {{ return(_ingest_scalar("select high_seq from " ~ watermarks ~ " where model_name = '" ~ model_name ~ "'", default)) }}
+{%- endmacro %}
+
+
+{#- The incremental models the current model reads. -#}
+{% macro ingest_parents() -%}
+    {%- set parents = [] -%}
+    {%- set depends_on = model.get('depends_on') or {} -%}
+    {%- for node_id in depends_on.get('nodes', []) if node_id.startswith('model.') -%}
+        {%- set node = (graph.get('nodes') or {}).get(node_id) -%}
+        {%- if node is not none and node.config.materialized == 'incremental' -%}
+            {%- do parents.append(node.name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(parents) }}
+{%- endmacro %}
+
+
+{#- The high of the current model: what its inputs hold. Models that read incremental models
+    hold what the least advanced of those holds; the others read staging up to the build's
+    high. -#}
+{% macro ingest_high() -%}
+    {%- set build_high = ingest_build_high() -%}
+    {%- if var('ingest_high_seq', none) is not none -%}{{ return(build_high) }}{%- endif -%}
+    {%- set highs = [] -%}
+    {%- for parent in ingest_parents() -%}
+        {%- set parent_high = ingest_watermark(parent) -%}
+        {%- if parent_high is none -%}
+            {#- built before watermarks existed: it holds what staging held then, at most -#}
+            {%- do highs.append(build_high) -%}
+        {%- else -%}
+            {%- do highs.append(parent_high) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(highs | min if highs else build_high) }}
+{%- endmacro %}
+
+
+{#- What an incremental run of the current model rebuilds: a dict with `low`, `high` and
+    `ranges`, the [start, end) epoch-second ranges of the buckets of `grain` seconds touched
+    by the events ingested since the model's last build (none: everything, on a full build;
+    []: nothing). `after` and `to_hour_end` widen each touched bucket to the buckets whose
+    rows depend on it (e.g. a device's connection state over the following minutes). The var
+    `ingest_touched_ranges` pins the ranges (unit tests). -#}
+{% macro ingest_increment(grain, after=0, to_hour_end=false, max_ranges=64) -%}
+    {%- set staged = ref('stg_raw__device_usage') -%}
+    {%- set high = ingest_high() -%}
+    {%- if not is_incremental() -%}
+        {{ return({'low': 0, 'high': high, 'ranges': none}) }}
+    {%- endif -%}
+    {%- set low = ingest_watermark(this.identifier, 0) -%}
+    {%- if var('ingest_touched_ranges', none) is not none -%}
+        {{ return({'low': low, 'high': high, 'ranges': var('ingest_touched_ranges')}) }}
+    {%- endif -%}
+    {%- set ranges = ingest_touched_ranges(grain, low, high, after, to_hour_end, max_ranges) -%}
+    {%- do log(this.identifier ~ ": ingest_seq [" ~ low ~ ", " ~ high ~ ") touched " ~ (ranges | length) ~ " range(s) of " ~ grain ~ " s buckets", info=false) -%}
+    {{ return({'low': low, 'high': high, 'ranges': ranges}) }}
+{%- endmacro %}
+
+
+{#- The coalesced [start, end) ranges of the buckets touched by events with
+    low <= ingest_seq < high, at most `max_ranges` of them (neighbours are merged: rebuilding
+    a bucket nothing touched gives what it held, so a wider range is only more work). -#}
+{% macro ingest_touched_ranges(grain, low, high, after=0, to_hour_end=false, max_ranges=64) -%}
+    {%- if not execute or low >= high -%}{{ return([]) }}{%- endif -%}
+    {%- set hour_end = bucket_epoch('bucket_start', 3600) ~ ' + 3600' if to_hour_end else 'bucket_start + ' ~ grain -%}
+    {%- set sql -%}
+        with
+
+        increment as (
+
+            {{ ingest_increment_events(low, high) }}
+
+        ),
+
+        buckets as (
+
+            select distinct {{ bucket_epoch('event_epoch', grain) }} as bucket_start
+            from increment
+
+        ),
+
+        intervals as (
+
+            select
+                bucket_start as range_start,
+                greatest(bucket_start + {{ grain }}, bucket_start + {{ after }}, {{ hour_end }}) as range_end
+
+            from buckets
+
+        ),
+
+        flagged as (
+
+            select
+                range_start,
+                range_end,
+                case
+                    when range_start <= max(range_end) over (
+                        order by range_start rows between unbounded preceding and 1 preceding
+                    ) then 0
+                    else 1
+                end as starts_island
+
+            from intervals
+
+        ),
+
+        islands as (
+
+            select
+                range_start,
+                range_end,
+                sum(starts_island) over (order by range_start rows between unbounded preceding and current row) as island
+
+            from flagged
+
+        )
+
+        select
+            min(range_start) as range_start,
+            max(range_end) as range_end
+
+        from islands
+        group by island
+        order by 1
+    {%- endset -%}
+    {%- set result = run_query(sql) -%}
+    {%- set ranges = [] -%}
+    {%- for row in result.rows -%}
+        {%- do ranges.append([row[0] | int, row[1] | int]) -%}
+    {%- endfor -%}
+    {%- if ranges | length > max_ranges -%}
+        {#- merge neighbours into max_ranges groups of consecutive ranges -#}
+        {%- set merged = [] -%}
+        {%- set per_group = ((ranges | length) / max_ranges) | round(0, 'ceil') | int -%}
+        {%- for group in ranges | batch(per_group) -%}
+            {%- do merged.append([group[0][0], group[-1][1]]) -%}
+        {%- endfor -%}
+        {%- set ranges = merged -%}
+    {%- endif -%}
+    {{ return(ranges) }}
+{%- endmacro %}
+
+
+{#- The events ingested with low <= ingest_seq < high, as a query with an `event_epoch` column
+    whose cost follows the size of the increment, not of the history. -#}
+{% macro ingest_increment_events(low, high) -%}
+    {{ return(adapter.dispatch('ingest_increment_events', 'antenna_elt')(low, high)) }}
+{%- endmacro %}
+
+{% macro default__ingest_increment_events(low, high) -%}
+    {#- PostgreSQL: a BRIN index on raw ingest_seq keeps this to the newest block ranges -#}
+    select event_epoch
+    from {{ ref('stg_raw__device_usage') }}
+    where ingest_seq >= {{ low }} and ingest_seq < {{ high }}
+{%- endmacro %}
+
+{% macro duckdb__ingest_increment_events(low, high) -%}
+    {#- the lake: read the files registered since the model's last build, and only those -#}
+    {%- set files = ingest_state_relation('lake_files') -%}
+    {%- set result = run_query("select file_path from " ~ files ~ " where ingest_seq >= " ~ low ~ " and ingest_seq < " ~ high ~ " order by 1") -%}
+    {%- set paths = result.columns[0].values() if result else [] -%}
+    {%- if paths | length == 0 -%}
+    select cast(null as bigint) as event_epoch where false
+    {%- else -%}
+    select {{ epoch_seconds('event_time') }} as event_epoch
+    from read_parquet([{% for path in paths %}'{{ path }}'{% if not loop.last %}, {% endif %}{% endfor %}], union_by_name = true)
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro bigquery__ingest_increment_events(low, high) -%}
+    {#- BigQuery: every event of an hour loaded since the model's last build -#}
+    select {{ epoch_seconds('staged.event_at') }} as event_epoch
+    from {{ ref('stg_raw__device_usage') }} as staged
+    where staged.ingest_seq >= {{ low }} and staged.ingest_seq < {{ high }}
+{%- endmacro %}
+
+
+{#- A filter keeping the rows of `column` (epoch seconds) inside the increment's ranges, each
+    widened `before` seconds back (context a bucket needs, e.g. the hour before it). With
+    `instant=true` the column is a timestamp and the bounds become instants (so that a BRIN
+    or min/max index on it prunes). -#}
+{% macro ingest_range_filter(increment, column, before=0, instant=false) -%}
+    {%- if increment.ranges is none -%}
+        1 = 1
+    {%- elif increment.ranges | length == 0 -%}
+        1 = 0
+    {%- else -%}
+        (
+        {%- for range in increment.ranges %}
+            {% if not loop.first %}or {% endif -%}
+            {%- if instant -%}
+            ({{ column }} >= {{ epoch_to_instant(range[0] - before) }} and {{ column }} < {{ epoch_to_instant(range[1]) }})
+            {%- else -%}
+            ({{ column }} >= {{ range[0] - before }} and {{ column }} < {{ range[1] }})
+            {%- endif -%}
+        {%- endfor %}
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- post-hook of every incremental model: its new watermark, in the same transaction as its
+    rows. -#}
+{% macro record_ingest_watermark() -%}
+    {%- if model.config.materialized != 'incremental' -%}{{ return('') }}{%- endif -%}
+    {{ return(adapter.dispatch('record_ingest_watermark', 'antenna_elt')()) }}
+{%- endmacro %}
+
+{% macro default__record_ingest_watermark() -%}
+    {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+    insert into {{ watermarks }} (model_name, low_seq, high_seq, invocation_id, built_at)
+    values ('{{ this.identifier }}', 0, {{ ingest_high() }}, '{{ invocation_id }}', {{ dbt.current_timestamp() }})
+    on conflict (model_name) do update set
+        low_seq = {{ '0' if should_full_refresh() else watermarks.identifier ~ '.high_seq' }},
+        high_seq = excluded.high_seq,
+        invocation_id = excluded.invocation_id,
+        built_at = excluded.built_at
+{%- endmacro %}
+
+{% macro bigquery__record_ingest_watermark() -%}
+    {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+    merge into {{ watermarks }} as recorded
+    using (select '{{ this.identifier }}' as model_name, {{ ingest_high() }} as high_seq) as built
+    on recorded.model_name = built.model_name
+    when matched then update set
+        low_seq = {{ '0' if should_full_refresh() else 'recorded.high_seq' }},
+        high_seq = built.high_seq,
+        invocation_id = '{{ invocation_id }}',
+        built_at = current_timestamp()
+    when not matched then insert (model_name, low_seq, high_seq, invocation_id, built_at)
+        values (built.model_name, 0, built.high_seq, '{{ invocation_id }}', current_timestamp())
+{%- endmacro %}
+
+
+{#- What a data test of `model_name` compares: the events below the high the model was built
+    to (so that a build running beside ingestion raises no false alarm), in every bucket
+    (var ingest_test_scope 'all', the default) or only in the buckets its last build touched
+    ('touched': what a schedule runs, at a cost that follows the increment, not the history). -#}
+{% macro ingest_test_increment(model_name, grain, after=0, to_hour_end=false) -%}
+    {%- set staged = ref('stg_raw__device_usage') -%}
+    {%- set high = ingest_watermark(model_name) -%}
+    {%- if high is none -%}{%- set high = ingest_build_high() -%}{%- endif -%}
+    {%- if var('ingest_test_scope', 'all') == 'all' -%}
+        {{ return({'low': 0, 'high': high, 'ranges': none}) }}
+    {%- endif -%}
+    {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+    {%- set low = _ingest_scalar("select low_seq from " ~ watermarks ~ " where model_name = '" ~ model_name ~ "'", 0) if execute else 0 -%}
+    {{ return({'low': low, 'high': high, 'ranges': ingest_touched_ranges(grain, low, high, after, to_hour_end)}) }}
+{%- endmacro %}
+
+
+{#- The end of a data test comparing the CTEs `expected` (from staged events) and `served`
+    (the mart) on `keys`: every row whose measures differ or that only one side has. -#}
+{% macro served_versus_staged(keys, measures) -%}
+compared as (
+
+    select
+        {%- for key in keys %}
+        coalesce(expected.{{ key }}, served.{{ key }}) as {{ key }},
+        {%- endfor %}
+        {%- for measure in measures %}
+        expected.{{ measure }} as staged_{{ measure }},
+        served.{{ measure }} as served_{{ measure }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from expected
+    full outer join served
+        on
+            {%- for key in keys %}
+            {{ 'and ' if not loop.first }}expected.{{ key }} = served.{{ key }}
+            {%- endfor %}
+
+)
+
+select * from compared
+where
+    {%- for measure in measures %}
+    {{ 'or ' if not loop.first }}staged_{{ measure }} is null
+    or served_{{ measure }} is null
+    or staged_{{ measure }} != served_{{ measure }}
+    {%- endfor %}
+{%- endmacro %}
