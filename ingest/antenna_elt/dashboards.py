@@ -637,13 +637,13 @@ def import_bundle(instance: Instance, bundle: Bundle) -> None:
         )
 
 
+# the dbt models the datasets read as plain tables (models/reporting and the marts)
 MARTS_READ = (
-    "bytes",
-    "bytes_hourly",
+    "rpt_network_bytes_last_hour",
+    "rpt_network_activity_last_hour",
+    "rpt_antenna_bandwidth_last_hour",
+    "rpt_bytes_hourly",
     "user_quota_limit",
-    "dim_users",
-    "fct_network_activity_windowed",
-    "fct_antenna_bandwidth_windowed",
     "fct_devices_active_recent",
 )
 
