@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status test lint demo bench docs dbt-build dashboards clean
+.PHONY: help install up down status test lint conventions looker demo bench docs dbt-build dashboards clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,11 +40,18 @@ down: ## stop what the project started: Superset (`make dashboards`), Kafka and 
 status: install ## show what the local stack is running
 	$(AE) stack status
 
-lint: install ## ruff, mypy and sqlfluff (sqlfluff templates through the embedded DuckDB target: no server)
+lint: install ## ruff, mypy, sqlfluff (through the embedded DuckDB target: no server) and the dbt conventions
 	$(BIN)/ruff check ingest bench
 	$(BIN)/ruff format --check ingest bench
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint models tests
+	$(BIN)/python -m antenna_elt.conventions
+
+conventions: install ## the team's dbt conventions (dbt-bouncer.yml) on each target's manifest; prints test and doc coverage
+	$(BIN)/python -m antenna_elt.conventions
+
+looker: install ## regenerate the LookML project in looker/ from the dbt project (commit the result)
+	$(BIN)/python -m antenna_elt.looker
 
 test: install up lint ## every test: Python suite against real Kafka and PostgreSQL, dbt builds on both targets
 	$(BIN)/pytest
