@@ -67,6 +67,9 @@ def test_each_broken_rule_fails_the_check_and_is_named(project: Path) -> None:
     (models / "reporting" / "raw_peek.sql").write_text(
         "select count(*) as events from {{ source('raw', 'device_usage') }}\n"
     )
+    # a model outside the four layers
+    (models / "adhoc").mkdir()
+    (models / "adhoc" / "stg_adhoc__peek.sql").write_text("select 1 as one\n")
     # a source without freshness, and one nobody reads
     edit(
         models / "staging" / "_raw__sources.yml",
@@ -89,12 +92,16 @@ def test_each_broken_rule_fails_the_check_and_is_named(project: Path) -> None:
         ("check_model_names", "raw_peek"),
         ("check_source_freshness_populated", "raw_device_usage"),
         ("check_source_not_orphaned", "raw_forgotten"),
+        ("check_model_directories", "stg_adhoc__peek"),
+        ("check_model_has_tests_by_name", "raw_peek"),
+        ("check_model_documentation_coverage", "ERROR"),
+        ("check_model_test_coverage", "ERROR"),
     ):
         failing = [line for line in report.splitlines() if rule in line]
         assert failing, f"{rule} did not fail:\n{report}"
         assert any(subject in line for line in failing), f"{rule}: {subject} not named:\n{report}"
-    # the coverage counts the two models without a description (19 models + raw_peek)
-    assert "documentation: models 18/20 (90%)" in report, report
+    # the coverage counts the models without a description (19 + raw_peek + stg_adhoc__peek)
+    assert "documentation: models 18/21 (86%)" in report, report
 
 
 def test_an_exposure_of_no_model_fails(project: Path) -> None:
