@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status unit test lint demo bench docs dbt-build dashboards clean
+.PHONY: help install up down status unit test lint conventions looker demo bench docs dbt-build dashboards clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,12 +40,19 @@ down: ## stop what the project started: Superset (`make dashboards`), Kafka and 
 status: install ## show what the local stack is running
 	$(AE) stack status
 
-lint: install ## ruff, mypy, the import contracts (lint-imports) and sqlfluff (templated through the embedded DuckDB target: no server)
+lint: install ## ruff, mypy, the import contracts (lint-imports), sqlfluff (through the embedded DuckDB target: no server) and the dbt conventions
 	$(BIN)/ruff check ingest bench
 	$(BIN)/ruff format --check ingest bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint models tests
+	$(AE) conventions
+
+conventions: install ## the team's dbt conventions (dbt-bouncer.yml) on each target's manifest; prints test and doc coverage
+	$(AE) conventions
+
+looker: install ## regenerate the LookML project in looker/ from the dbt project (commit the result)
+	$(AE) looker
 
 unit: install ## the fast unit tier (seconds, no services): loop, flush policy, retry, lake commit log and hour closer, schema, settings
 	$(BIN)/pytest ingest/tests/unit

@@ -15,7 +15,7 @@ build as (
 closed_hours as (
 
     select * from {{ ref('stg_lake__closed_hours') }}
-    where {{ epoch_seconds('updated_at') }} < (select max(started_epoch) from build)
+    where {{ epoch_seconds("updated_at") }} < (select max(build.started_epoch) from build)
 
 ),
 

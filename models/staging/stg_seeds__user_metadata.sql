@@ -9,9 +9,9 @@ source as (
 renamed as (
 
     select
-        lower(id) as user_id,
-        name as user_name,
-        email,
+        lower(cast(id as {{ dbt.type_string() }})) as user_id,
+        cast(name as {{ dbt.type_string() }}) as user_name,
+        cast(email as {{ dbt.type_string() }}) as email,
         cast(quota as {{ dbt.type_bigint() }}) as quota_bytes_per_hour
 
     from source

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "antenna_elt.cli.load",
     "antenna_elt.cli.alerts",
     "antenna_elt.cli.dashboards",
+    "antenna_elt.cli.bi",
 )
 
 

@@ -57,13 +57,13 @@ def render_bundle(marts_schema: str, sqlalchemy_uri: str, bundle_dir: Path = BUN
     return Bundle(contents, charts, datasets, dashboards)
 
 
+# the dbt models the datasets read as plain tables (models/reporting and the marts)
 MARTS_READ = (
-    "bytes",
-    "bytes_hourly",
+    "rpt_network_bytes_last_hour",
+    "rpt_network_activity_last_hour",
+    "rpt_antenna_bandwidth_last_hour",
+    "rpt_bytes_hourly",
     "user_quota_limit",
-    "dim_users",
-    "fct_network_activity_windowed",
-    "fct_antenna_bandwidth_windowed",
     "fct_devices_active_recent",
 )
 

@@ -73,3 +73,11 @@ def run_cli(
         cwd=ROOT,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def duckdb_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The dbt project built on DuckDB over a small lake (see warehouse.py), once a run."""
+    import warehouse
+
+    return warehouse.build(tmp_path_factory.mktemp("warehouse"))

@@ -12,6 +12,7 @@ project's own code when missing; if one cannot be, the test fails and says why.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -215,6 +216,31 @@ def wait_for_charts(page: Any, count: int) -> list[ChartSeen]:
     page.wait_for_timeout(1500)  # let ECharts finish its entry animation before the screenshot
     raw = page.evaluate(READ_CHARTS_JS)
     return [ChartSeen(c["title"], c["kind"], c["text"], c["rows"]) for c in raw]
+
+
+SIMPLE_METRIC = re.compile(r"^(SUM|MAX|MIN|AVG|COUNT)\((\*|[a-z_]+)\)$")
+
+
+def test_every_dataset_is_a_plain_read_of_a_model_its_dashboards_exposure_lists() -> None:
+    """No business logic in Superset: a dataset names a dbt model's table, holds no SQL,
+    and its metrics only aggregate a column."""
+    exposures = yaml.safe_load((ROOT / "models" / "exposures.yml").read_text())["exposures"]
+    superset_reads = {
+        ref.removeprefix("ref('").removesuffix("')")
+        for exposure in exposures
+        if exposure["label"].startswith("Superset")
+        for ref in exposure["depends_on"]
+    }
+    read = set()
+    for path in sorted((ROOT / "dashboards" / "datasets").rglob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        assert config["sql"] is None, f"{path.name} carries SQL of its own"
+        assert config["table_name"] in superset_reads, f"{path.name}: no exposure lists it"
+        assert list((ROOT / "models").rglob(f"{config['table_name']}.sql")), path.name
+        for metric in config["metrics"]:
+            assert SIMPLE_METRIC.match(metric["expression"]), (path.name, metric["expression"])
+        read.add(config["table_name"])
+    assert read == superset_reads == set(dashboards.MARTS_READ)
 
 
 @pytest.fixture(scope="module")
