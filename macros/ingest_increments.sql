@@ -104,6 +104,26 @@
 {%- endmacro %}
 
 
+{#- The staged rows' ingest_seq: a column of the raw table (PostgreSQL) or of the lake's
+    source (DuckDB: its registered file's build); on BigQuery the load_seq of the hour's
+    last load, from the loads table `antenna-elt load bigquery` keeps beside the events. -#}
+{% macro staged_ingest_seq(relation) -%}
+    {{ return(adapter.dispatch('staged_ingest_seq', 'antenna_elt')(relation)) }}
+{%- endmacro %}
+
+{% macro default__staged_ingest_seq(relation) -%}
+    cast({{ relation }}.ingest_seq as {{ dbt.type_bigint() }})
+{%- endmacro %}
+
+{% macro bigquery__staged_ingest_seq(relation) -%}
+    (
+        select max(loads.load_seq)
+        from {{ api.Relation.create(database=target.database, schema=var('raw_schema'), identifier='lake_loads') }} as loads
+        where loads.hour_start = timestamp_trunc({{ relation }}.event_time, hour)
+    )
+{%- endmacro %}
+
+
 {#- The lake's root directory (DuckDB reads it directly). -#}
 {% macro lake_root() -%}
     {{ return(env_var('ANTENNA_ELT_LAKE', '.stack/lake') | replace('file://', '')) }}

@@ -19,7 +19,7 @@ renamed as (
         cast(kafka_partition as {{ dbt.type_int() }}) as kafka_partition,
         cast(kafka_offset as {{ dbt.type_bigint() }}) as kafka_offset,
         ingested_at,
-        cast(ingest_seq as {{ dbt.type_bigint() }}) as ingest_seq
+        {{ staged_ingest_seq('source') }} as ingest_seq
 
     from source
 

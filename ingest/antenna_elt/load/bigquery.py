@@ -167,11 +167,67 @@ def table_definition(bigquery: Any, table_id: str) -> Any:
     return table
 
 
+def loads_table_id(table_id: str) -> str:
+    """The table beside the events that records each hour's load (dbt's ingestion watermark
+    on BigQuery: macros/ingest_increments.sql)."""
+    return f"{table_id.rsplit('.', 1)[0]}.lake_loads"
+
+
+def loads_table_definition(bigquery: Any, table_id: str) -> Any:
+    table = bigquery.Table(
+        loads_table_id(table_id),
+        schema=[
+            bigquery.SchemaField("hour_start", "TIMESTAMP", mode="REQUIRED"),
+            bigquery.SchemaField("load_seq", "INT64", mode="REQUIRED"),
+            bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
+            bigquery.SchemaField("rows", "INT64"),
+            bigquery.SchemaField("job_id", "STRING"),
+        ],
+    )
+    table.description = (
+        "One row per loaded hour: load_seq (microseconds of the load) orders the loads, so "
+        "dbt rebuilds the hours loaded since each mart's last build."
+    )
+    return table
+
+
+RECORD_LOAD = """
+merge `{loads}` as loads
+using (select @hour_start as hour_start) as loaded
+on loads.hour_start = loaded.hour_start
+when matched then update set
+    load_seq = unix_micros(current_timestamp()), loaded_at = current_timestamp(),
+    rows = @rows, job_id = @job_id
+when not matched then insert (hour_start, load_seq, loaded_at, rows, job_id)
+    values (@hour_start, unix_micros(current_timestamp()), current_timestamp(), @rows, @job_id)
+"""
+
+
+def record_load(
+    client: Any, bigquery: Any, table_id: str, hour: int, rows: int, job_id: str
+) -> None:
+    """Mark the hour loaded with a new load_seq, after its load job succeeded."""
+    from datetime import UTC, datetime
+
+    config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter(
+                "hour_start", "TIMESTAMP", datetime.fromtimestamp(hour, UTC)
+            ),
+            bigquery.ScalarQueryParameter("rows", "INT64", rows),
+            bigquery.ScalarQueryParameter("job_id", "STRING", job_id),
+        ]
+    )
+    client.query(RECORD_LOAD.format(loads=loads_table_id(table_id)), job_config=config).result()
+
+
 def load_hours(client: Any, lake: Lake, table_id: str, plan: LoadPlan) -> list[str]:
-    """Run one load job an hour (waiting for each); returns the job ids."""
+    """Run one load job an hour (waiting for each), then record the hour in the loads
+    table; returns the job ids."""
     from google.cloud import bigquery
 
     client.create_table(table_definition(bigquery, table_id), exists_ok=True)
+    client.create_table(loads_table_definition(bigquery, table_id), exists_ok=True)
     config = job_config(bigquery)
     job_ids = []
     for load in plan.loads:
@@ -180,6 +236,7 @@ def load_hours(client: Any, lake: Lake, table_id: str, plan: LoadPlan) -> list[s
         job = client.load_table_from_uri(uris, destination, job_config=config)
         job.result()
         job_ids.append(str(job.job_id))
+        record_load(client, bigquery, table_id, load.hour, load.rows, str(job.job_id))
         lake.write_json(
             loaded_record(table_id, load.hour),
             {

@@ -40,6 +40,7 @@ class RecordingClient:
     def __init__(self) -> None:
         self.tables: list[tuple[Any, bool]] = []
         self.loads: list[tuple[list[str], str, Any]] = []
+        self.queries: list[tuple[str, Any]] = []
 
     def create_table(self, table: Any, exists_ok: bool = False) -> Any:
         self.tables.append((table, exists_ok))
@@ -48,6 +49,10 @@ class RecordingClient:
     def load_table_from_uri(self, uris: list[str], destination: str, job_config: Any) -> Any:
         self.loads.append((list(uris), destination, job_config))
         return RecordingJob(f"job-{len(self.loads)}")
+
+    def query(self, sql: str, job_config: Any) -> Any:
+        self.queries.append((sql, job_config))
+        return RecordingJob(f"query-{len(self.queries)}")
 
 
 def write(sink: LakeSink, partition: int, first: int, values: list[bytes]) -> None:
@@ -98,8 +103,15 @@ def test_each_hour_is_one_truncating_parquet_load_into_its_hour_partition(lake: 
 
     assert load_hours(client, local(lake), TABLE, plan) == ["job-1"]
 
-    [(table, exists_ok)] = client.tables
+    [(table, exists_ok), (loads, loads_exists_ok)] = client.tables
     assert (table.table_id, exists_ok) == ("device_usage", True)
+    assert (loads.table_id, loads_exists_ok) == ("lake_loads", True)
+    # after the load job, the hour gets a new load_seq: dbt's ingestion watermark there
+    [(sql, query_config)] = client.queries
+    assert "merge `proj.ds.lake_loads`" in sql and "unix_micros(current_timestamp())" in sql
+    params = {p.name: p.value for p in query_config.query_parameters}
+    assert params["hour_start"].isoformat() == "2026-11-24T03:00:00+00:00"
+    assert (params["rows"], params["job_id"]) == (6, "job-1")
     assert (table.time_partitioning.type_, table.time_partitioning.field) == ("HOUR", "event_time")
     [(uris, destination, config)] = client.loads
     assert destination == "proj.ds.device_usage$2026112403"
