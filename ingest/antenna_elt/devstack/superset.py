@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from antenna_elt.devstack.secret_files import read_or_create_secret
 from antenna_elt.devstack.service import Service
 from antenna_elt.devstack.superset_bundle import BUNDLE_DIR, Bundle, missing_marts, render_bundle
 from antenna_elt.devstack.superset_db import (
@@ -147,20 +147,6 @@ def default_instance(settings: Settings, port: int, marts_schema: str) -> Instan
 
 
 # -- small helpers ---------------------------------------------------------------------
-
-
-def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
-    """A secret generated once and kept in ``path`` (mode 600)."""
-    if path.exists():
-        value = path.read_text().strip()
-        if value:
-            return value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    return value
 
 
 # -- 3. config, 4. metadata --------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from antenna_elt.devstack.venvs import last_line
 from antenna_elt.errors import UserError
 from antenna_elt.settings import Settings
 
@@ -19,11 +20,6 @@ def check_identifier(name: str, what: str) -> str:
             "(letters, digits, underscores)"
         )
     return name
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "(no output)"
 
 
 def connect(settings: Settings, dbname: str | None = None) -> Any:
