@@ -20,6 +20,7 @@ DEFAULT_PG_PORT = 15432
 DEFAULT_PG_USER = "antenna_elt"
 DEFAULT_PG_DATABASE = "antenna_elt"
 DEFAULT_SUPERSET_PORT = 8088
+DEFAULT_AIRFLOW_PORT = 8090
 DEFAULT_DBT_SCHEMA = "analytics"
 MARTS_CUSTOM_SCHEMA = "marts"
 """The ``+schema`` of ``models/marts`` in dbt_project.yml."""
@@ -90,6 +91,12 @@ class Settings:
     """ANTENNA_ELT_S3_ENDPOINT or AWS_ENDPOINT_URL: an S3-compatible endpoint for s3:// lakes."""
     superset_port_text: str = ""
     """ANTENNA_ELT_SUPERSET_PORT as given (checked by :attr:`superset_port` when used)."""
+    airflow_port: int = DEFAULT_AIRFLOW_PORT
+    """ANTENNA_ELT_AIRFLOW_PORT: port of the local Airflow's API server and UI."""
+    alerts_topic: str = "quota-alerts"
+    """ANTENNA_ELT_ALERTS_TOPIC: the topic quota alerts go to."""
+    alert_log_schema: str = "alerts"
+    """ANTENNA_ELT_ALERT_LOG_SCHEMA: the schema of the alert log (the outbox)."""
     dbt_profiles_dir: Path | None = None
     """DBT_PROFILES_DIR (default: .stack/dbt with the example profile copied in)."""
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
@@ -164,6 +171,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         s3_endpoint=env.get("ANTENNA_ELT_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
         superset_port_text=env.get("ANTENNA_ELT_SUPERSET_PORT") or "",
+        airflow_port=_env_int(env, "ANTENNA_ELT_AIRFLOW_PORT", DEFAULT_AIRFLOW_PORT),
+        alerts_topic=env.get("ANTENNA_ELT_ALERTS_TOPIC") or "quota-alerts",
+        alert_log_schema=env.get("ANTENNA_ELT_ALERT_LOG_SCHEMA") or "alerts",
         dbt_profiles_dir=Path(profiles) if profiles else None,
         bigquery=BigQuerySettings(
             project=env.get("GOOGLE_CLOUD_PROJECT") or "",

@@ -14,9 +14,11 @@ def run_notify(args: argparse.Namespace, settings: Settings) -> int:
     from antenna_elt.alerts.quota import notify_once
 
     marts = args.marts_schema or settings.marts_schema
+    log_schema = args.log_schema or settings.alert_log_schema
+    topic = args.topic or settings.alerts_topic
     while True:
-        new, sent = notify_once(settings, marts, args.log_schema, args.topic)
-        print(f"{new} new breaches recorded, {sent} alerts sent to {args.topic}", flush=True)
+        new, sent = notify_once(settings, marts, log_schema, topic)
+        print(f"{new} new breaches recorded, {sent} alerts sent to {topic}", flush=True)
         if not args.watch:
             return 0
         time.sleep(args.interval)
@@ -25,7 +27,8 @@ def run_notify(args: argparse.Namespace, settings: Settings) -> int:
 def run_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from antenna_elt.alerts.quota import record_feedback
 
-    email, hour = record_feedback(settings, args.alert_id, args.log_schema, args.ack, args.text)
+    log_schema = args.log_schema or settings.alert_log_schema
+    email, hour = record_feedback(settings, args.alert_id, log_schema, args.ack, args.text)
     print(f"feedback recorded for {email}, hour {hour:%Y-%m-%d %H:00}")
     return 0
 
@@ -40,13 +43,16 @@ def register(subparsers: Any) -> None:
             "(key = user id). Safe to run repeatedly, concurrently, and after a crash."
         ),
     )
-    p.add_argument("--topic", default="quota-alerts", help="alerts topic (default: quota-alerts)")
+    p.add_argument(
+        "--topic", help="alerts topic (default: ANTENNA_ELT_ALERTS_TOPIC or quota-alerts)"
+    )
     p.add_argument(
         "--marts-schema",
         help="schema of the marts (default: <ANTENNA_ELT_DBT_SCHEMA or analytics>_marts)",
     )
     p.add_argument(
-        "--log-schema", default="alerts", help="schema of the alert log (default: alerts)"
+        "--log-schema",
+        help="schema of the alert log (default: ANTENNA_ELT_ALERT_LOG_SCHEMA or alerts)",
     )
     p.add_argument(
         "--watch",
@@ -70,6 +76,7 @@ def register(subparsers: Any) -> None:
     f.add_argument("--ack", action="store_true", help="mark the alert acknowledged (now)")
     f.add_argument("--text", help="feedback text to record")
     f.add_argument(
-        "--log-schema", default="alerts", help="schema of the alert log (default: alerts)"
+        "--log-schema",
+        help="schema of the alert log (default: ANTENNA_ELT_ALERT_LOG_SCHEMA or alerts)",
     )
     f.set_defaults(func=run_feedback)

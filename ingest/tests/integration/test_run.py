@@ -1,0 +1,207 @@
+"""`antenna-elt run`, the pipeline by itself: a bounded run over a fixed-seed simulated
+stream ends with the serving marts equal to the ledger on PostgreSQL and DuckDB and exactly
+one alert per breaching user-hour, even though an ingestor worker and a dbt build are
+killed with SIGKILL while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import run_cli
+from helpers import ROOT, wait_for
+
+from antenna_elt.dbt import query_duckdb, query_postgres
+from antenna_elt.settings import Settings
+from antenna_elt.sim import ledger as ledger_module
+from antenna_elt.sim.users import load_users
+
+
+@dataclass
+class Scenario:
+    settings: Settings
+    topic: str
+    alerts_topic: str
+    env: dict[str, str]
+    dbt_schema: str
+    work: Path
+    ledgers: list[Path]
+
+
+@pytest.fixture
+def scenario(settings: Settings, tmp_path: Path) -> Iterator[Scenario]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    topic, alerts = f"run-{tag}", f"run-alerts-{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(topic, 3, 1), NewTopic(alerts, 1, 1)])
+    raw, dbt_schema, log_schema = f"run_raw_{tag}", f"run_{tag}", f"run_alerts_{tag}"
+    env = {
+        **os.environ,
+        "ANTENNA_ELT_TOPIC": topic,
+        "ANTENNA_ELT_RAW_SCHEMA": raw,
+        "ANTENNA_ELT_DBT_SCHEMA": dbt_schema,
+        "ANTENNA_ELT_LAKE": (tmp_path / "lake").as_uri(),
+        "ANTENNA_ELT_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "ANTENNA_ELT_LOG_SCHEMA_FOR_TEST": log_schema,
+    }
+    try:
+        yield Scenario(settings, topic, alerts, env, dbt_schema, tmp_path / "run", [])
+    finally:
+        admin.delete_topics([topic, alerts])
+        admin.close()
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            for (name,) in conn.execute(
+                "select nspname from pg_namespace where nspname in (%s, %s) or nspname like %s",
+                (raw, log_schema, f"{dbt_schema}%"),
+            ).fetchall():
+                conn.execute(f'drop schema "{name}" cascade')
+
+
+def simulate(scenario: Scenario, *args: str) -> None:
+    path = scenario.work.parent / f"ledger-{len(scenario.ledgers)}.json"
+    proc = run_cli("simulate", "--topic", scenario.topic, "--ledger", str(path), "--quiet", *args)
+    assert proc.returncode == 0, proc.stderr
+    scenario.ledgers.append(path)
+
+
+def merged_ledger(paths: list[Path]) -> ledger_module.Ledger:
+    total = ledger_module.Ledger()
+    for path in paths:
+        for key, (nbytes, events) in ledger_module.load(path).totals.items():
+            slot = total.totals.setdefault(key, [0, 0])
+            slot[0] += nbytes
+            slot[1] += events
+    total.finish(load_users())
+    return total
+
+
+def naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def serving_rows(scenario: Scenario, target: str, mart: str) -> list[tuple[Any, ...]]:
+    sql = f"select * from {scenario.dbt_schema}_marts.{mart}"
+    if target == "postgres":
+        return sorted(query_postgres(scenario.settings.pg_conninfo, sql))
+    return sorted(query_duckdb(scenario.env["ANTENNA_ELT_DUCKDB_PATH"], sql))
+
+
+def alert_messages(scenario: Scenario) -> list[dict[str, Any]]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        scenario.alerts_topic,
+        bootstrap_servers=scenario.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def log_text(scenario: Scenario) -> str:
+    return (scenario.work.parent / "runner.log").read_text(errors="replace")
+
+
+def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario: Scenario) -> None:
+    simulate(scenario, "--start", "2026-11-23T10:00:00Z", "--duration", "1h", "--count", "12000",
+             "--seed", "51", "--duplicate-share", "0.02", "--late-share", "0.05", "--late-max", "30m")  # fmt: skip
+    log_schema = scenario.env["ANTENNA_ELT_LOG_SCHEMA_FOR_TEST"]
+    tag = scenario.topic.removeprefix("run-")
+    with (scenario.work.parent / "runner.log").open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "antenna_elt.cli", "run", "--for", "80s",
+             "--postgres-group", f"run-pg-{tag}", "--lake-group", f"run-lake-{tag}",
+             "--alerts-topic", scenario.alerts_topic, "--log-schema", log_schema,
+             "--work-dir", str(scenario.work)],
+            cwd=ROOT, env=scenario.env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # the first speed cycle has built what was there; more events arrive meanwhile
+        wait_for(lambda: "speed cycle 1:" in log_text(scenario), 120, "the first speed cycle")
+        simulate(scenario, "--start", "2026-11-23T11:00:00Z", "--duration", "1h", "--count", "12000",
+                 "--seed", "52", "--late-share", "0.05", "--late-max", "70m")  # fmt: skip
+        # SIGKILL the PostgreSQL ingestor: the runner restarts it
+        pid = int(re.findall(r"ingest postgres started \(pid (\d+)\)", log_text(scenario))[-1])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: "ingest postgres died (signal 9)" in log_text(scenario), 30, "the death noticed"
+        )
+        wait_for(
+            lambda: len(re.findall(r"ingest postgres started", log_text(scenario))) >= 2,
+            30,
+            "a restart",
+        )
+        # SIGKILL a dbt build in the middle of a speed cycle
+        killed = kill_a_running_build(scenario)
+        assert killed, "a dbt build was running to be killed"
+        assert runner.wait(timeout=400) == 0
+    finally:
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGKILL)
+    text = log_text(scenario)
+    assert "dbt build postgres exited with code -9" in text or "FAILED" in text, text[-3000:]
+    ledger = merged_ledger(scenario.ledgers)
+    emails = {u.id: u.email for u in load_users()}
+    for target in ("postgres", "duckdb"):
+        rows = serving_rows(scenario, target, "bytes_hourly")
+        for kind, dimension in (("antenna_bytes_total", "antenna"), ("app_bytes_total", "app"), ("mail_bytes_total", "user")):  # fmt: skip
+            served = {(ts, key): value for ts, key, value, t in rows if t == kind}
+            expected = {
+                (naive(ts), emails[key] if dimension == "user" else key): value
+                for (ts, key), value in ledger.bytes_by("hour", dimension).items()
+                if dimension != "user" or key in emails
+            }
+            assert served == expected, (target, kind)
+        windows = serving_rows(scenario, target, "bytes")
+        served_windows = {
+            (ts, key): value for ts, key, value, t in windows if t == "antenna_bytes_total"
+        }
+        assert served_windows == {
+            (naive(ts), key): value
+            for (ts, key), value in ledger.bytes_by("window", "antenna").items()
+        }, target
+        breaches = sorted((e, u, q, naive(h)) for e, h, u, q in ledger.breaches())
+        assert breaches
+        assert serving_rows(scenario, target, "user_quota_limit") == breaches, target
+    messages = alert_messages(scenario)
+    per_user_hour = Counter((m["email"], m["hour"][:13]) for m in messages)
+    assert set(per_user_hour.values()) == {1}, per_user_hour
+    assert sorted(per_user_hour) == sorted(
+        (e, naive(h).isoformat()[:13]) for e, h, _, _ in ledger.breaches()
+    )
+
+
+def kill_a_running_build(scenario: Scenario) -> bool:
+    marker = str(scenario.work / "dbt-target-postgres")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = subprocess.run(
+            ["pgrep", "-f", marker], capture_output=True, text=True
+        ).stdout.split()
+        for pid in found:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                return True
+            except ProcessLookupError:
+                continue
+        time.sleep(0.2)
+    return False

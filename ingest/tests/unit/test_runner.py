@@ -1,0 +1,150 @@
+"""The runner's own logic, with a fake clock and stand-in processes: workers restarted with
+backoff, what a dbt step reports, which closed hours changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fakes import FakeClock
+
+from antenna_elt.run.dbt_steps import summarize
+from antenna_elt.run.supervisor import Worker
+from antenna_elt.run.watch import ClosedHours
+from antenna_elt.sinks.lake import layout
+
+
+class FakeProcess:
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self.signals: list[int] = []
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        self.returncode = 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self.returncode is not None
+        return self.returncode
+
+
+def worker(clock: FakeClock) -> tuple[Worker, list[FakeProcess]]:
+    started: list[FakeProcess] = []
+
+    def spawn(argv: Any, log_file: Path | None) -> FakeProcess:
+        started.append(FakeProcess(100 + len(started)))
+        return started[-1]
+
+    return Worker(
+        "ingest postgres", ["antenna-elt", "ingest", "postgres"], None, clock, spawn
+    ), started
+
+
+def test_a_worker_that_dies_at_once_is_restarted_with_growing_backoff() -> None:
+    clock = FakeClock()
+    w, started = worker(clock)
+    w.start()
+    waits = []
+    for _ in range(4):
+        clock.advance(2)  # it dies two seconds after each start
+        started[-1].returncode = 1
+        w.check()
+        waits.append(w.next_start - clock.monotonic())
+        assert w.process is None
+        w.check()  # not yet
+        assert w.process is None
+        clock.advance(waits[-1])
+        w.check()
+        assert w.process is started[-1]
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    assert w.restarts == 4 and w.exit_codes == [1, 1, 1, 1]
+
+
+def test_a_worker_that_ran_a_while_is_restarted_at_once() -> None:
+    clock = FakeClock()
+    w, started = worker(clock)
+    w.start()
+    clock.advance(600)
+    started[-1].returncode = -9  # killed
+    w.check()
+    assert w.process is started[1] and w.restarts == 1 and w.failures == 0
+
+
+def test_stopping_a_worker_sends_sigterm_and_returns_its_exit_code() -> None:
+    clock = FakeClock()
+    w, started = worker(clock)
+    w.start()
+    assert w.stop() == 0
+    assert started[0].signals == [15]
+    assert w.stop() is None
+
+
+def test_a_steps_outcome_names_failed_tests_with_their_rows(tmp_path: Path) -> None:
+    (tmp_path / "run_results.json").write_text(
+        json.dumps(
+            {
+                "results": [
+                    {"unique_id": "model.antenna_elt.bytes", "status": "success",
+                     "adapter_response": {"rows_affected": 120}},
+                    {"unique_id": "model.antenna_elt.bytes_hourly", "status": "success",
+                     "adapter_response": {"rows_affected": 30}},
+                    {"unique_id": "test.antenna_elt.assert_bytes_equals_staged_events", "status": "fail",
+                     "failures": 3, "message": "Got 3 results, configured to fail if != 0"},
+                    {"unique_id": "test.antenna_elt.not_null_bytes_id.abc", "status": "pass", "failures": 0},
+                ]
+            }
+        )
+    )  # fmt: skip
+    result = summarize("build", 1, 8.5, tmp_path, "")
+    assert (result.models, result.rows_affected, result.tests, result.tests_failed) == (
+        2,
+        150,
+        2,
+        1,
+    )
+    [problem] = result.problems
+    assert (problem.node, problem.status, problem.failures) == (
+        "test.antenna_elt.assert_bytes_equals_staged_events",
+        "fail",
+        3,
+    )
+    assert not result.ok
+
+
+def test_freshness_reports_stale_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.json").write_text(
+        json.dumps(
+            {
+                "results": [
+                    {"unique_id": "source.antenna_elt.raw.device_usage", "status": "warn",
+                     "max_loaded_at_time_ago_in_s": 1234.5},
+                    {"unique_id": "source.antenna_elt.lake.closed_hours", "status": "pass"},
+                ]
+            }
+        )
+    )  # fmt: skip
+    result = summarize("freshness", 0, 4.0, tmp_path, "")
+    assert [(p.node, p.status, p.message) for p in result.problems] == [
+        ("source.antenna_elt.raw.device_usage", "warn", "newest row 1234 s old")
+    ]
+
+
+def test_closed_hours_report_new_hours_and_new_versions_once(tmp_path: Path) -> None:
+    hours = ClosedHours(tmp_path.as_uri())
+    assert hours.changed() == []
+    folder = tmp_path / layout.CLOSED_HOURS
+    folder.mkdir(parents=True)
+    (folder / "2026-11-24T08.json").write_text(json.dumps({"version": 1}))
+    (folder / "2026-11-24T09.json").write_text(json.dumps({"version": 1}))
+    assert hours.changed() == [
+        layout.parse_hour("2026-11-24T08"),
+        layout.parse_hour("2026-11-24T09"),
+    ]
+    assert hours.changed() == []
+    (folder / "2026-11-24T08.json").write_text(json.dumps({"version": 2}))
+    assert hours.changed() == [layout.parse_hour("2026-11-24T08")]
