@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,8 @@ class Served:
     ledger: ledger_module.Ledger
     raw_schema: str
     marts_schema: str
+    topic: str
+    group: str
     reader_password: str
     breaches_read_after_build: int
     """user_quota_limit rows the reader could read right after `dbt build` re-created it"""
@@ -150,8 +153,11 @@ READ_CHARTS_JS = """
 ERROR_SELECTORS = '[role="alert"], .ant-alert-error, [data-test="error-message"]'
 
 
-def look_at_dashboards(served_instance: dashboards.Instance, password: str) -> dict[str, Any]:
-    """Log in, open every dashboard, wait for its charts, screenshot and read them."""
+def look_at_dashboards(
+    served_instance: dashboards.Instance, password: str, only: str | None = None, tag: str = ""
+) -> dict[str, Any]:
+    """Log in, open every dashboard (or ``only`` one), wait for its charts, screenshot
+    (``<slug><tag>.png``) and read them."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -182,9 +188,11 @@ def look_at_dashboards(served_instance: dashboards.Instance, password: str) -> d
             page.click('[data-test="login-button"]')
             page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
             for slug, count in expected.items():
+                if only is not None and slug != only:
+                    continue
                 page.goto(dashboards.dashboard_url(served_instance, slug))
                 charts = wait_for_charts(page, count)
-                shot = SCREENSHOTS / f"{slug}.png"
+                shot = SCREENSHOTS / f"{slug}{tag}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 errors = [e.inner_text() for e in page.query_selector_all(ERROR_SELECTORS)]
                 if page.get_by_text("No results").count():
@@ -276,7 +284,8 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "simulate", "--topic", topic, "--ledger", str(tmp / "ledger.json"), "--quiet", *SIM_ARGS
         )
         assert proc.returncode == 0, proc.stderr
-        ingest_until_caught_up(settings, topic, raw_schema, unique_group())
+        group = unique_group()
+        ingest_until_caught_up(settings, topic, raw_schema, group)
         run_dbt(
             ["build", "--target", "postgres", "--vars", f"{{raw_schema: {raw_schema}}}"],
             env={"ANTENNA_ELT_DBT_SCHEMA": dbt_schema},
@@ -301,6 +310,8 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             ledger_module.load(tmp / "ledger.json"),
             raw_schema,
             marts_schema,
+            topic,
+            group,
             reader_password,
             breaches_read_after_build,
             seen,
@@ -421,3 +432,71 @@ def test_a_second_up_leaves_superset_running_and_overwrites_changed_assets(
     assert again.admin_password == served.running.admin_password
     assert metadata_rows(served, names, QUOTA_TABLE, "Renamed by the test") == [(QUOTA_TABLE,)]
     assert metadata_rows(served, "select count(*) from slices") == [(12,)]
+
+
+def test_the_live_dashboard_moves_while_the_simulator_and_the_runner_run(served: Served) -> None:
+    """No command typed in between: the simulator streams the next hour at 60x real speed,
+    `antenna-elt run` ingests and rebuilds the marts by itself, and the live dashboard
+    shows other numbers on the second look than on the first."""
+    dbt_schema = served.marts_schema.removesuffix("_marts")
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "ANTENNA_ELT_TOPIC": served.topic,
+        "ANTENNA_ELT_RAW_SCHEMA": served.raw_schema,
+        "ANTENNA_ELT_DBT_SCHEMA": dbt_schema,
+        "ANTENNA_ELT_ALERTS_TOPIC": f"dash-alerts-{tag}",
+        "ANTENNA_ELT_ALERT_LOG_SCHEMA": f"dash_alerts_{tag}",
+    }
+    work = served.instance.home.parent / f"run-{tag}"
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "antenna_elt.cli", "simulate", "--topic", served.topic,
+         "--start", "2026-11-24T09:00:00Z", "--duration", "1h", "--speedup", "60", "--seed", "4",
+         "--quiet", "--ledger", str(work / "ledger.json")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "antenna_elt.cli", "run", "--warehouse", "none", "--no-freshness",
+         "--speed-interval", "3", "--postgres-group", served.group, "--work-dir", str(work)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_new_hour(served, "2026-11-24 09:00:00", timeout=180)
+        first = look_at_dashboards(
+            served.instance, served.running.admin_password, "network-live", "-live-1"
+        )
+        time.sleep(25)  # more events, a few speed cycles, Superset's 5 s data cache expired
+        second = look_at_dashboards(
+            served.instance, served.running.admin_password, "network-live", "-live-2"
+        )
+    finally:
+        for proc in (runner, simulator):
+            proc.terminate()
+        for proc in (runner, simulator):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with psycopg.connect(served.settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(f"drop schema if exists dash_alerts_{tag} cascade")
+    before = {c.title: c.text for c in first["network-live"].charts}
+    after = {c.title: c.text for c in second["network-live"].charts}
+    assert first["network-live"].errors == [] and second["network-live"].errors == []
+    assert before.keys() == after.keys()
+    moved = [title for title in before if before[title] != after[title]]
+    assert moved, f"nothing on the live dashboard changed in 25 s: {before}"
+
+
+def wait_for_new_hour(served: Served, hour: str, timeout: float) -> None:
+    """Until the runner has built the marts with events of the simulator's new hour."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(served.settings.pg_conninfo) as conn:
+            row = conn.execute(
+                f'select count(*) from {served.marts_schema}.bytes_hourly where "timestamp" = %s',
+                (hour,),
+            ).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the runner built no marts for {hour} within {timeout:.0f} s")
