@@ -30,6 +30,9 @@ SUBCOMMAND_MODULES = (
     "antenna_elt.cli.alerts",
     "antenna_elt.cli.dashboards",
     "antenna_elt.cli.bi",
+    "antenna_elt.cli.run",
+    "antenna_elt.cli.lake",
+    "antenna_elt.cli.airflow",
 )
 
 

@@ -1,0 +1,52 @@
+"""antenna-elt speed DAG (Airflow, cosmos): every 5 minutes, the source freshness check,
+the PostgreSQL marts (each model with its data tests, on what the build touched), then the
+quota alerts. One run at a time, no catch-up: a late run only has more to fold in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+from antenna_elt_common import (
+    ANTENNA_ELT,
+    DBT,
+    DEFAULT_ARGS,
+    PROFILES_DIR,
+    PROJECT_DIR,
+    RAW_SCHEMA,
+    alert_on_failure,
+    dbt_task_group,
+)
+
+with DAG(
+    dag_id="antenna_elt_speed",
+    description="freshness, incremental PostgreSQL marts, quota alerts",
+    schedule=timedelta(minutes=5),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=15),
+    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    tags=["antenna-elt", "speed"],
+) as dag:
+    # a stale source is an alert, not a reason to stop building what did arrive
+    freshness = BashOperator(
+        task_id="source_freshness",
+        bash_command=(
+            f"{DBT} source freshness --target postgres --select source:raw.device_usage "
+            f"--vars '{{raw_schema: {RAW_SCHEMA}}}'"
+        ),
+        cwd=str(PROJECT_DIR),
+        env={"DBT_PROFILES_DIR": str(PROFILES_DIR)},
+        append_env=True,
+        retries=0,
+        execution_timeout=timedelta(minutes=3),
+    )
+    marts = dbt_task_group("speed_marts", "postgres", test_scope="touched")
+    notify = BashOperator(
+        task_id="notify",
+        bash_command=f"{ANTENNA_ELT} notify",
+        execution_timeout=timedelta(minutes=3),
+    )
+    marts >> notify
