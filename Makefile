@@ -15,7 +15,7 @@ export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 
-.PHONY: help install up down status unit test lint conventions looker demo bench docs dbt-build dashboards clean
+.PHONY: help install up down status unit test lint conventions looker demo bench docs dbt-build dashboards run live airflow clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,15 +34,15 @@ $(PROFILE): profiles.yml.example
 up: install ## start the local Kafka broker and PostgreSQL server (no-op when running)
 	$(AE) stack up
 
-down: ## stop what the project started: Superset (`make dashboards`), Kafka and PostgreSQL
-	@if [ -x $(AE) ]; then $(AE) dashboards down; $(AE) stack down; fi
+down: ## stop what the project started: Airflow, Superset, Kafka and PostgreSQL
+	@if [ -x $(AE) ]; then $(AE) airflow down; $(AE) dashboards down; $(AE) stack down; fi
 
 status: install ## show what the local stack is running
 	$(AE) stack status
 
 lint: install ## ruff, mypy, the import contracts (lint-imports), sqlfluff (through the embedded DuckDB target: no server) and the dbt conventions
-	$(BIN)/ruff check ingest bench
-	$(BIN)/ruff format --check ingest bench
+	$(BIN)/ruff check ingest bench orchestration
+	$(BIN)/ruff format --check ingest bench orchestration
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint models tests
@@ -82,6 +82,18 @@ dbt-build: install up ## dbt build on PostgreSQL (the default target)
 docs: install up ## generate the dbt docs and serve them on http://127.0.0.1:8080
 	$(DBT) docs generate
 	$(DBT) docs serve --host 127.0.0.1 --port 8080 --no-browser
+
+run: install up ## the pipeline by itself: both ingestors supervised, dbt builds back to back, alerts (Ctrl-C stops)
+	$(AE) run
+
+live: install up ## see it move: the simulator at real speed, antenna-elt run and the dashboards (Ctrl-C stops)
+	$(AE) dashboards up
+	@echo; echo "Open the Network, live dashboard (URL above); it refreshes every 10 s. Ctrl-C stops."
+	$(AE) simulate --speedup 1 --duration 24h --quiet & sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
+		$(AE) run --speed-interval 5
+
+airflow: install up ## Apache Airflow on http://127.0.0.1:8090 with the project's DAGs (idempotent); prints the password
+	$(AE) airflow up
 
 dashboards: install up ## Superset on http://127.0.0.1:8088 with the dashboards imported from dashboards/ (idempotent); prints the URLs
 	$(AE) dashboards up

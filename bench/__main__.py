@@ -10,6 +10,10 @@
    DuckDB; how the incremental time grows with history; and the data tests' time (they
    scan the whole history by design).
 
+3. `antenna-elt run` while the simulator streams at 10k events/s over 1M and 10M events of
+   history: event-to-mart latency (p50, p95), speed-cycle durations, ingest lag, peak
+   memory of the runner's process tree (bench/runner.py).
+
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
 BENCH_HISTORY=200000,1000000 make bench; BENCH_PARTS=dbt runs only the dbt part. Results
 are also written to bench/results/.
@@ -255,7 +259,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,dbt").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,dbt,run").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -266,6 +270,16 @@ def main() -> int:
         results["ingest_postgres"], results["ingest_lake"] = bench_ingest(settings, events, big)
     if "dbt" in parts:
         results["dbt"] = bench_dbt(settings, histories)
+    if "run" in parts:
+        from bench.runner import bench_runner
+
+        run_histories = os.environ.get("BENCH_RUN_HISTORY", "1000000,10000000").split(",")
+        results["run"] = bench_runner(
+            settings,
+            [int(h) for h in run_histories],
+            int(os.environ.get("BENCH_RUN_RATE", "10000")),
+            int(os.environ.get("BENCH_RUN_SECONDS", "120")),
+        )
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
