@@ -84,6 +84,27 @@
 {%- endmacro %}
 
 
+{#- Whether the target can tell its ingestion sequence yet (DuckDB: the lake's files were
+    registered by a build; BigQuery: a load was recorded). -#}
+{% macro ingest_sequence_exists() -%}
+    {{ return(adapter.dispatch('ingest_sequence_exists', 'antenna_elt')()) }}
+{%- endmacro %}
+
+{% macro default__ingest_sequence_exists() -%}
+    {{ return(true) }}
+{%- endmacro %}
+
+{% macro duckdb__ingest_sequence_exists() -%}
+    {%- set files = ingest_state_relation('lake_files') -%}
+    {{ return(adapter.get_relation(files.database, files.schema, files.identifier) is not none) }}
+{%- endmacro %}
+
+{% macro bigquery__ingest_sequence_exists() -%}
+    {%- set loads = api.Relation.create(database=target.database, schema=var('raw_schema'), identifier='lake_loads') -%}
+    {{ return(adapter.get_relation(loads.database, loads.schema, loads.identifier) is not none) }}
+{%- endmacro %}
+
+
 {#- SQL giving the high a build starting now may use. -#}
 {% macro ingest_current_high() -%}
     {{ return(adapter.dispatch('ingest_current_high', 'antenna_elt')()) }}
@@ -152,10 +173,11 @@
     {%- if found is not none -%}
         {%- set high = _ingest_scalar("select max(high_seq) from " ~ builds ~ " where invocation_id = '" ~ invocation_id ~ "'") -%}
     {%- endif -%}
-    {%- if high is none -%}
+    {%- if high is none and ingest_sequence_exists() -%}
         {%- set high = _ingest_scalar("select " ~ ingest_current_high(), 0) -%}
     {%- endif -%}
-    {{ return(high) }}
+    {#- nothing ingested was ever registered (a first `dbt compile`, sqlfluff): everything -#}
+    {{ return(high if high is not none else 4611686018427387904) }}
 {%- endmacro %}
 
 
