@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # PyYAML comes with dbt-core
+import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML comes with dbt-core
 
 from antenna_elt.dbt import profiles_dir
 from antenna_elt.settings import PROJECT_ROOT

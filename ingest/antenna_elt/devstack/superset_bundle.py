@@ -27,7 +27,7 @@ class Bundle:
 def render_bundle(marts_schema: str, sqlalchemy_uri: str, bundle_dir: Path = BUNDLE_DIR) -> Bundle:
     """Read the bundle's files and fill in what the repository does not hold: the
     database's connection string and the marts schema."""
-    import yaml  # type: ignore[import-untyped]  # PyYAML comes with dbt-core
+    import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML comes with dbt-core
 
     check_identifier(marts_schema, "marts schema")
     if not (bundle_dir / "metadata.yaml").exists():

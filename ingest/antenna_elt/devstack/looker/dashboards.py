@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # PyYAML comes with dbt-core
+import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML comes with dbt-core
 
 from antenna_elt.devstack.looker.lookml import MODEL_NAME
 

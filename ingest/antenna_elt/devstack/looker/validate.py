@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lkml
-import yaml  # type: ignore[import-untyped]  # PyYAML comes with dbt-core
+import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML comes with dbt-core
 
 from antenna_elt.devstack.looker.dbt_project import Project, type_family
 from antenna_elt.devstack.looker.lookml import TIMEFRAMES
