@@ -85,9 +85,9 @@ def test_every_malformed_kind_is_rejected_with_that_reason() -> None:
 def test_valid_events_stay_within_the_contracts_bounds() -> None:
     generator = Generator(config(count=20_000, malformed_share=0.05, late_share=0.1))
     events = [e for e in (parse(m.value, HOUR + 3600) for m in generator) if type(e) is tuple]
-    assert len(events) == generator.ledger.counters["events"] + generator.ledger.counters[
-        "duplicates"
-    ]
+    assert (
+        len(events) == generator.ledger.counters["events"] + generator.ledger.counters["duplicates"]
+    )
     assert max(e[3] for e in events) <= BYTES_MAX
     assert max(e[0] for e in events) < HOUR + 3600  # never past the simulated clock
 
