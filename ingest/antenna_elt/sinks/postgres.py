@@ -11,6 +11,7 @@ from typing import Any
 from antenna_elt.errors import UserError
 from antenna_elt.ingest.batch import Batch, RejectRow, Row
 from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
+from antenna_elt.pgddl import run_ddl
 from antenna_elt.schema import EVENTS, REJECTS, postgres_columns
 
 log = logging.getLogger("antenna_elt.ingest.postgres")
@@ -121,7 +122,7 @@ class PostgresSink:
         try:
             conn = self._connection()
             with conn.transaction():
-                conn.execute(DDL.format(schema=self.schema))
+                run_ddl(conn, DDL.format(schema=self.schema))  # concurrent first runs take turns
         except SinkUnavailable as exc:
             raise UserError(
                 f"cannot reach PostgreSQL ({self.conninfo}): {exc}; start it with `make up` "

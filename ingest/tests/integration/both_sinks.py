@@ -78,12 +78,27 @@ class Run:
             self.proc.kill()
             self.proc.wait(timeout=30)
             raise AssertionError(
-                f"ingest {self.name} did not end within {timeout:.0f} s; log:\n"
+                f"{self.name} did not end within {timeout:.0f} s; log:\n"
                 + self.log.read_text()[-3000:]
             ) from None
 
     def text(self) -> str:
         return self.log.read_text()
+
+
+def start_cli(name: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    """`antenna-elt NAME ARGS...` as its own process, its output in a log file."""
+    log = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "antenna_elt.cli", name, *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env or dict(os.environ),
+        cwd=ROOT,
+    )
+    out.close()
+    return Run(name, proc, log)
 
 
 def start_ingestor(
@@ -93,21 +108,15 @@ def start_ingestor(
     *args: str,
     group: str | None = None,
     env: dict[str, str] | None = None,
-    label: str = "",
 ) -> Run:
     """`antenna-elt ingest <sink> --topic TOPIC ARGS...` as its own process."""
     group = group or f"test-{sink}-{uuid.uuid4().hex[:8]}"
-    log = tmp_path / f"{sink}{label}-{uuid.uuid4().hex[:6]}.log"
-    cmd = [
-        sys.executable, "-m", "antenna_elt.cli", "ingest", sink, "--topic", topic,
-        "--group", group, "--log-interval", "2", *args,
-    ]  # fmt: skip
-    out = open(log, "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, env=env or dict(os.environ), cwd=ROOT
-    )
-    out.close()
-    return Run(sink, proc, log)
+    run = start_cli(
+        "ingest", tmp_path, sink, "--topic", topic, "--group", group, "--log-interval", "2",
+        *args, env=env,
+    )  # fmt: skip
+    run.name = f"ingest {sink}"
+    return run
 
 
 def ingest_both(
@@ -121,7 +130,7 @@ def ingest_both(
     ]
     for run in runs:
         code = run.wait(timeout)
-        assert code == 0, f"ingest {run.name} exited {code}:\n{run.text()[-3000:]}"
+        assert code == 0, f"{run.name} exited {code}:\n{run.text()[-3000:]}"
 
 
 def postgres_events(conn: Any, schema: str, topic: str) -> list[Event]:
