@@ -4,11 +4,25 @@ offset once: the sinks fence each other, whatever Kafka's group protocol lets th
 from __future__ import annotations
 
 import functools
+import signal
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from helpers import unique_group
+import pytest
+from both_sinks import Run, start_ingestor
+from helpers import (
+    all_offsets,
+    end_offsets,
+    produce,
+    signal_tree,
+    staged_offsets,
+    unique_group,
+    wait_for,
+)
+from lake_helpers import lake_offsets, leftovers, read_lake
 
 from antenna_elt.ingest.batch import Batch
 from antenna_elt.ingest.sink import StaleBatch
@@ -107,3 +121,105 @@ def test_two_postgres_sinks_writing_a_partitions_first_batch_at_once_commit_each
         assert rows[partition] == stored[partition] == int(results[1][11:15])
     for sink in sinks:
         sink.close()
+
+
+# -- instances of one group under forced rebalances ----------------------------------------
+
+
+class Producer(threading.Thread):
+    """Produces while the instances come and go: 500 messages every 0.2 s, a contract
+    breaker in every 97, until stopped; remembers the bytes sent."""
+
+    def __init__(self, settings: Settings, topic: str):
+        super().__init__(daemon=True)
+        self.settings, self.topic = settings, topic
+        self.stop = threading.Event()
+        self.sent = 0
+        self.total_bytes = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            chunk = []
+            for i in range(self.sent, self.sent + 500):
+                if i % 97 == 96:
+                    chunk.append((i % 3, b"{broken"))
+                else:
+                    chunk.append((i % 3, event(i)))
+                    self.total_bytes += i
+            produce(self.settings, self.topic, chunk)
+            self.sent += len(chunk)
+            time.sleep(0.2)
+
+
+def owns_partitions(run: Run, times: int = 1) -> Callable[[], bool]:
+    return lambda: run.text().count("resuming at stored offsets") >= times
+
+
+def churn(sink: str, topic: str, tmp_path: Path, settings: Settings, *args: str) -> Producer:
+    """Instance A runs throughout; instance B joins and leaves the group five times while
+    a producer writes: each join and leave moves partitions. Twice B is frozen (SIGSTOP,
+    its writer too) past the session timeout, so the group gives its partitions to A, and
+    then thawed: a zombie that finishes the batch it was writing. Ends with a clean
+    bounded run of the same group; returns the producer (what was sent)."""
+    group = unique_group()
+    flags = ("--batch-size", "400", "--max-latency", "0.2", *args)
+    producer = Producer(settings, topic)
+    producer.start()
+    a = start_ingestor(sink, topic, tmp_path, *flags, group=group)
+    try:
+        wait_for(owns_partitions(a), 90, "instance A to get its partitions")
+        for cycle in range(5):
+            b = start_ingestor(sink, topic, tmp_path, *flags, group=group)
+            try:
+                wait_for(owns_partitions(b), 90, f"instance B ({cycle}) to get partitions")
+                time.sleep(1.5)  # both write
+                if cycle in (1, 3):
+                    signal_tree(b.proc.pid, signal.SIGSTOP)
+                    time.sleep(14)  # > session.timeout.ms: A takes B's partitions
+                    signal_tree(b.proc.pid, signal.SIGCONT)
+                    time.sleep(3)
+                b.proc.send_signal(signal.SIGTERM)
+                assert b.wait(90) == 0, b.text()[-4000:]
+            finally:
+                if b.proc.poll() is None:
+                    b.proc.kill()
+            assert a.proc.poll() is None, a.text()[-4000:]
+        producer.stop.set()
+        producer.join(timeout=60)
+        a.proc.send_signal(signal.SIGTERM)
+        assert a.wait(90) == 0, a.text()[-4000:]
+    finally:
+        producer.stop.set()
+        if a.proc.poll() is None:
+            a.proc.kill()
+    final = start_ingestor(sink, topic, tmp_path, *flags, "--until-caught-up", group=group)
+    assert final.wait(180) == 0, final.text()[-4000:]
+    return producer
+
+
+@pytest.mark.slow
+def test_lake_instances_of_one_group_under_rebalances_and_zombies_commit_every_offset_once(
+    settings: Settings, kafka_topic: str, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    producer = churn("lake", kafka_topic, tmp_path, settings, "--lake", str(lake))
+
+    ends = end_offsets(settings, kafka_topic)
+    assert sum(ends.values()) == producer.sent
+    assert sorted(lake_offsets(lake)) == all_offsets(ends)  # every offset once
+    assert sum(read_lake(lake).column("bytes").to_pylist()) == producer.total_bytes
+    assert leftovers(lake) == []
+
+
+@pytest.mark.slow
+def test_postgres_instances_of_one_group_under_rebalances_and_zombies_commit_every_offset_once(
+    settings: Settings, kafka_topic: str, pg_schema: str, pg_conn: Any, tmp_path: Path
+) -> None:
+    producer = churn("postgres", kafka_topic, tmp_path, settings, "--schema", pg_schema)
+
+    ends = end_offsets(settings, kafka_topic)
+    assert sum(ends.values()) == producer.sent
+    assert sorted(staged_offsets(pg_conn, pg_schema, kafka_topic)) == all_offsets(ends)
+    assert pg_conn.execute(f"select sum(bytes) from {pg_schema}.device_usage").fetchone() == (
+        producer.total_bytes,
+    )

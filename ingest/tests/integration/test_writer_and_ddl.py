@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from both_sinks import start_cli, start_ingestor
-from helpers import all_offsets, end_offsets, produce, staged_offsets, wait_for
+from helpers import all_offsets, children, end_offsets, produce, staged_offsets, wait_for
 from test_fencing import at_once
 
 from antenna_elt.alerts.quota import notify_once
@@ -32,14 +32,6 @@ def event(i: int) -> bytes:
     return json.dumps(
         {"timestamp": T0 + i, "id": DEVICE, "antenna_id": ANTENNA, "bytes": i, "app": "SKYPE"}
     ).encode()
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found += [int(c) for c in text]
-    return found
 
 
 def writer_pid(ingestor: int) -> int:
