@@ -10,9 +10,12 @@
    DuckDB; how the incremental time grows with history; and the data tests' time (they
    scan the whole history by design).
 
+3. fuzz: the differential fuzz test with 100,000 hostile messages through both ingestors
+   (bench/fuzz.py): it holds (no crash, every offset once, the sinks agree), and its time.
+
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
-BENCH_HISTORY=200000,1000000 make bench; BENCH_PARTS=dbt runs only the dbt part. Results
-are also written to bench/results/.
+BENCH_HISTORY=200000,1000000 BENCH_FUZZ_MESSAGES=20000 make bench; BENCH_PARTS=dbt runs
+only the dbt part. Results are also written to bench/results/.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from antenna_elt.dbt import run_dbt
 from antenna_elt.devstack import stack
 from antenna_elt.settings import PROJECT_ROOT, load_settings
+from bench.fuzz import bench_fuzz
 from bench.ingest_postgres import consume_only, ingest_postgres
 from bench.lake import bench_lake
 
@@ -255,7 +259,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,dbt").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,dbt,fuzz").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -266,6 +270,11 @@ def main() -> int:
         results["ingest_postgres"], results["ingest_lake"] = bench_ingest(settings, events, big)
     if "dbt" in parts:
         results["dbt"] = bench_dbt(settings, histories)
+    if "fuzz" in parts:
+        messages = int(os.environ.get("BENCH_FUZZ_MESSAGES", "100000"))
+        log(f"differential fuzz: {messages:,} hostile messages through both ingestors")
+        results["fuzz"] = bench_fuzz(messages)
+        log(json.dumps(results["fuzz"]))
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
