@@ -98,7 +98,7 @@ airflow: install up ## Apache Airflow on http://127.0.0.1:8090 with the project'
 dashboards: install up ## Superset on http://127.0.0.1:8088 with the dashboards imported from dashboards/ (idempotent); prints the URLs
 	$(AE) dashboards up
 
-bench: install up ## benchmarks: ingest throughput vs consume-only ceiling, memory, dbt build times
+bench: install up ## benchmarks: ingest throughput vs consume-only ceiling, memory, dbt build times, the differential fuzz at 100k messages
 	$(BIN)/python -m bench
 
 clean: down ## remove the local stack's data, the virtualenv and dbt artefacts

@@ -9,14 +9,15 @@
    after one more hour of events, with 1M and 10M events of history, on PostgreSQL and
    DuckDB; how the incremental time grows with history; and the data tests' time (they
    scan the whole history by design).
-
 3. `antenna-elt run` while the simulator streams at 10k events/s over 1M and 10M events of
    history: event-to-mart latency (p50, p95), speed-cycle durations, ingest lag, peak
    memory of the runner's process tree (bench/runner.py).
+4. fuzz: the differential fuzz test with 100,000 hostile messages through both ingestors
+   (bench/fuzz.py): it holds (no crash, every offset once, the sinks agree), and its time.
 
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
-BENCH_HISTORY=200000,1000000 make bench; BENCH_PARTS=dbt runs only the dbt part. Results
-are also written to bench/results/.
+BENCH_HISTORY=200000,1000000 BENCH_FUZZ_MESSAGES=20000 make bench; BENCH_PARTS=dbt runs
+only the dbt part. Results are also written to bench/results/.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from antenna_elt.dbt import run_dbt
 from antenna_elt.devstack import stack
 from antenna_elt.settings import PROJECT_ROOT, load_settings
+from bench.fuzz import bench_fuzz
 from bench.ingest_postgres import consume_only, ingest_postgres
 from bench.lake import bench_lake
 
@@ -259,7 +261,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,dbt,run").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,dbt,run,fuzz").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -280,6 +282,11 @@ def main() -> int:
             int(os.environ.get("BENCH_RUN_RATE", "10000")),
             int(os.environ.get("BENCH_RUN_SECONDS", "120")),
         )
+    if "fuzz" in parts:
+        messages = int(os.environ.get("BENCH_FUZZ_MESSAGES", "100000"))
+        log(f"differential fuzz: {messages:,} hostile messages through both ingestors")
+        results["fuzz"] = bench_fuzz(messages)
+        log(json.dumps(results["fuzz"]))
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -24,6 +24,8 @@ DEFAULT_AIRFLOW_PORT = 8090
 DEFAULT_DBT_SCHEMA = "analytics"
 MARTS_CUSTOM_SCHEMA = "marts"
 """The ``+schema`` of ``models/marts`` in dbt_project.yml."""
+DEFAULT_FUTURE_SKEW = 300
+"""Seconds an event time may be ahead of its Kafka record's time (the event contract)."""
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -36,6 +38,13 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         raise UserError(
             f"{name}={raw!r} is not an integer; set it to a number or unset it"
         ) from None
+
+
+def _env_non_negative(env: dict[str, str], name: str, default: int) -> int:
+    value = _env_int(env, name, default)
+    if value < 0:
+        raise UserError(f"{name}={value} is negative; set it to a number of seconds or unset it")
+    return value
 
 
 def dbt_schema_name(target_schema: str, custom_schema: str | None) -> str:
@@ -102,6 +111,10 @@ class Settings:
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
     notify_failpoint: str | None = None
     """ANTENNA_ELT_NOTIFY_FAILPOINT: fault injection for the tests (``after-publish``)."""
+    future_skew: int = DEFAULT_FUTURE_SKEW
+    """ANTENNA_ELT_FUTURE_SKEW: seconds an event time may be ahead of its Kafka record's
+    time (capped by the ingestor's clock) before both ingestors reject it as
+    ``timestamp_in_future`` (contract.future_bound)."""
 
     @property
     def pg_conninfo(self) -> str:
@@ -182,6 +195,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             location=env.get("BIGQUERY_LOCATION") or None,
         ),
         notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
+        future_skew=_env_non_negative(env, "ANTENNA_ELT_FUTURE_SKEW", DEFAULT_FUTURE_SKEW),
     )
 
 

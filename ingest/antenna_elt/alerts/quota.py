@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from antenna_elt.errors import UserError
+from antenna_elt.pgddl import run_ddl
 from antenna_elt.settings import Settings
 
 log = logging.getLogger("antenna_elt.notify")
@@ -85,7 +86,7 @@ def record_breaches(conn: Any, marts_schema: str, log_schema: str) -> int:
     """Upsert the mart's breaches into the log; returns how many rows are new."""
     import psycopg
 
-    conn.execute(DDL.format(schema=log_schema))
+    run_ddl(conn, DDL.format(schema=log_schema))  # concurrent first runs take turns
     try:
         rows = conn.execute(
             f"select user_id, user_name, email, hour_start, usage_bytes, quota_bytes, overage_bytes, usage_ratio "

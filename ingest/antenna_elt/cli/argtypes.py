@@ -22,6 +22,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(_number(int, "an integer", text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = _number(float, "a number", text)
     if value <= 0:

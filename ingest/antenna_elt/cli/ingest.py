@@ -9,7 +9,7 @@ import functools
 import re
 from typing import Any
 
-from antenna_elt.cli.argtypes import non_negative, positive_float, positive_int
+from antenna_elt.cli.argtypes import non_negative, non_negative_int, positive_float, positive_int
 from antenna_elt.errors import UserError
 from antenna_elt.settings import Settings
 
@@ -48,6 +48,16 @@ def add_loop_arguments(
         help="stop after this many messages, events plus rejects",
     )
     parser.add_argument(
+        "--future-skew",
+        type=non_negative_int,
+        metavar="SECONDS",
+        help=(
+            "reject events whose time is more than this many seconds after their Kafka "
+            "record's time (capped by this machine's clock) as timestamp_in_future "
+            "(default: ANTENNA_ELT_FUTURE_SKEW or 300)"
+        ),
+    )
+    parser.add_argument(
         "--log-interval",
         type=positive_float,
         default=10.0,
@@ -69,6 +79,7 @@ def loop_options(args: argparse.Namespace, settings: Settings) -> Any:
         log_interval=args.log_interval,
         # a bounded run must end: give up when nothing moves for 10 minutes
         idle_timeout=600.0 if args.until_caught_up else None,
+        future_skew=settings.future_skew if args.future_skew is None else args.future_skew,
     )
 
 

@@ -36,7 +36,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--start",
         type=utc_epoch,
-        help="simulated time of the first event, ISO 8601 UTC (default: the current hour)",
+        help=(
+            "simulated time of the first event, ISO 8601 UTC (default: the latest hour "
+            "from which the simulated clock never runs ahead of the real one: the current "
+            "hour at --speedup 1 or less, the previous one for 1h at --speedup 360; event "
+            "times past their sending time are rejected as timestamp_in_future)"
+        ),
     )
     p.add_argument(
         "--duration",

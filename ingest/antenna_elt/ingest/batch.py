@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from antenna_elt.contract import parse
+from antenna_elt.contract import future_bound, parse
+from antenna_elt.settings import DEFAULT_FUTURE_SKEW
 
 # (timestamp, id, antenna_id, bytes, app, partition, offset)
 Row = tuple[int, str, str, int, str, int, int]
@@ -19,14 +21,20 @@ class Batch:
     that validation runs in the writer, beside the consumer rather than after it."""
 
     topic: str
-    messages: list[tuple[int, int, bytes | None]] = field(default_factory=list)
-    """(partition, offset, value)"""
+    messages: list[tuple[int, int, bytes | None, int | None]] = field(default_factory=list)
+    """(partition, offset, value, record timestamp in ms: kafka-python's
+    ``ConsumerRecord.timestamp``, -1 or None when the record has none)"""
     first_offsets: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
     started: float = 0.0
     """Clock reading when the first message was added (0: empty)."""
     value_bytes: int = 0
     """Sum of the message values' sizes (for size-based flushing)."""
+    clock_time: float = field(default_factory=time.time)
+    """The ingestor's wall clock (epoch seconds) when the batch was read: it caps the
+    record timestamps in the future bound (set by the loop when it hands the batch over)."""
+    future_skew: int = DEFAULT_FUTURE_SKEW
+    """Seconds an event time may be ahead of its record's time (contract.future_bound)."""
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -49,8 +57,15 @@ class Batch:
         rejects: list[RejectRow] = []
         rows_append = rows.append
         rejects_append = rejects.append
-        for partition, offset, value in self.messages:
-            result = parse(value)
+        skew = self.future_skew
+        clock_ms = int(self.clock_time) * 1000
+        clock_bound = future_bound(None, self.clock_time, skew)
+        for partition, offset, value, record_ms in self.messages:
+            # contract.future_bound, inlined: this loop runs for every message
+            if record_ms is not None and 0 <= record_ms < clock_ms:
+                result = parse(value, record_ms // 1000 + skew)
+            else:
+                result = parse(value, clock_bound)
             if type(result) is tuple:
                 rows_append((*result, partition, offset))
             else:

@@ -21,6 +21,10 @@ log = logging.getLogger("antenna_elt.ingest")
 CONSUMER_SETTINGS: dict[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
+    # events of aborted transactions are never ingested; the consumer's position moves
+    # past transaction markers and aborted records, and end offsets are the last stable
+    # offset (a transaction still open holds the bounded run's target back, not past it)
+    "isolation_level": "read_committed",
     "max_poll_records": 5000,
     # 16 MB in flight, 4 MB a partition: larger buffers raise peak memory (decoded records)
     # without raising the rate (bench: 1M vs 5M events)
@@ -148,6 +152,16 @@ def topic_end_offsets(
                 "create it (`make up` creates `devices`) or pass --topic"
             )
         clock.wait(0.5)
+
+
+def position(consumer: Any, tp: Any) -> int | None:
+    """The consumer's position in ``tp`` (the next offset it fetches: past transaction
+    markers and aborted records, which poll never returns), or None when unknown."""
+    try:
+        offset = consumer.position(tp, timeout_ms=0)
+    except Exception:  # not assigned any more (a rebalance), or not resolved yet
+        return None
+    return None if offset is None else int(offset)
 
 
 def mirror_offsets(consumer: Any, topic: str, next_offsets: dict[int, int]) -> None:

@@ -29,6 +29,7 @@ from antenna_elt.ingest.progress import Progress, Stats
 from antenna_elt.ingest.retry import retry
 from antenna_elt.ingest.sink import Sink, SinkUnavailable, StaleBatch
 from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
+from antenna_elt.settings import DEFAULT_FUTURE_SKEW
 
 log = logging.getLogger("antenna_elt.ingest")
 
@@ -52,6 +53,8 @@ class LoopOptions:
     """Seconds between progress lines (rate, lag)."""
     idle_timeout: float | None = None
     """With until_caught_up: give up after this many seconds without reaching the end."""
+    future_skew: int = DEFAULT_FUTURE_SKEW
+    """Seconds an event time may be ahead of its Kafka record's time (contract.future_bound)."""
 
 
 class _Abandon(Exception):
@@ -157,8 +160,8 @@ class IngestLoop:
                     timeout_ms=self.flush.poll_timeout_ms(self._batch),
                     max_records=min(remaining, room) if remaining is not None else room,
                 )
-                self._handle_rebalance()
-                if self._add_records(records):
+                seeked = self._handle_rebalance()
+                if self._add_records(records, seeked):
                     last_progress = self.clock.monotonic()
                 if self._should_flush():
                     self._submit()
@@ -189,17 +192,19 @@ class IngestLoop:
         done = self.stats.messages + len(self._batch) + inflight
         return max(0, self.options.max_messages - done)
 
-    def _handle_rebalance(self) -> None:
+    def _handle_rebalance(self) -> set[int]:
+        """Act on the rebalance callbacks of the last poll; returns the partitions seeked
+        (the records that poll returned for them must not be kept)."""
         to_seek, revoked = self._listener.take()
         if not to_seek and not revoked:
-            return
+            return set()
         # the stored offsets must include the batch being written before we read them
         self._settle()
         for tp in revoked:
             self._positions.forget(tp.partition)
             self._batch.drop_partition(tp.partition)
         if not to_seek:
-            return
+            return set()
         stored = self._stored_offsets([tp.partition for tp in to_seek])
         for tp in sorted(to_seek, key=lambda t: t.partition):
             self._batch.drop_partition(tp.partition)
@@ -209,6 +214,7 @@ class IngestLoop:
             sorted(tp.partition for tp in to_seek),
             {p: stored.get(p, "beginning") for p in sorted(tp.partition for tp in to_seek)},
         )
+        return {tp.partition for tp in to_seek}
 
     def _reseek(self, partitions: Iterable[int]) -> None:
         owned = {tp.partition: tp for tp in self._consumer.assignment()}
@@ -235,8 +241,8 @@ class IngestLoop:
             wait=lambda s: self.clock.wait(s, self._stop),
         )
 
-    def _add_records(self, records: dict[Any, list[Any]]) -> int:
-        added = self._positions.add(self._batch, records)
+    def _add_records(self, records: dict[Any, list[Any]], seeked: set[int]) -> int:
+        added = self._positions.add(self._batch, records, seeked)
         if added and not self._batch.started:
             self._batch.started = self.clock.monotonic()
         return added
@@ -261,6 +267,9 @@ class IngestLoop:
         if self._abandoned:
             return
         batch, self._batch = self._batch, Batch(self.options.topic)
+        # the contract's future bound: every message of the batch has been read by now
+        batch.clock_time = self.clock.time()
+        batch.future_skew = self.options.future_skew
         self._inflight = (batch, self._writer.submit(batch))
 
     def _settle(self) -> None:
@@ -348,8 +357,10 @@ class IngestLoop:
         """Every owned partition has been read up to its end offset seen at start."""
         if self._end_targets is None:
             return False
-        owned = {tp.partition for tp in self._consumer.assignment()}
-        return self._positions.reached(owned, self._end_targets)
+        owned = {tp.partition: tp for tp in self._consumer.assignment()}
+        return self._positions.reached(
+            owned, self._end_targets, lambda tp: kafka.position(self._consumer, tp)
+        )
 
     def _caught_up(self) -> bool:
         if self._end_targets is None or len(self._batch) or not self._reached_targets():

@@ -3,6 +3,7 @@ it are already in the sink), set by seeking to the sink's stored offsets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from antenna_elt.ingest.batch import Batch
@@ -27,9 +28,15 @@ class Positions:
             consumer.seek(tp, offset)
             self.expected[tp.partition] = offset
 
-    def add(self, batch: Batch, records: dict[Any, list[Any]]) -> int:
-        """Append polled records to ``batch``, skipping those already in the sink and
-        those of partitions not seeked yet; returns how many were added."""
+    def add(
+        self,
+        batch: Batch,
+        records: dict[Any, list[Any]],
+        seeked: set[int] | frozenset[int] = frozenset(),
+    ) -> int:
+        """Append polled records to ``batch``, skipping those already in the sink, those
+        of partitions not seeked yet and those of partitions ``seeked`` after this poll
+        fetched them; returns how many were added."""
         added = size = 0
         append = batch.messages.append
         first_offsets = batch.first_offsets
@@ -39,12 +46,17 @@ class Positions:
             if expected is None:
                 # assigned but not yet seeked (the callback landed after this fetch)
                 continue
+            if partition in seeked:
+                # the poll that ran the assignment callback fetched these from Kafka's
+                # committed offset, which may be ahead of the sink's: the seek that just
+                # happened reads the partition again from the sink's offset
+                continue
             for msg in messages:
                 offset = msg.offset
                 if offset < expected:
                     continue  # already in the sink
                 value = msg.value
-                append((partition, offset, value))
+                append((partition, offset, value, msg.timestamp))
                 if value is not None:
                     size += len(value)
                 if partition not in first_offsets:
@@ -57,8 +69,23 @@ class Positions:
         batch.value_bytes += size
         return added
 
-    def reached(self, owned: set[int], targets: dict[int, int]) -> bool:
-        """Every owned partition has been read up to its target offset."""
+    def reached(
+        self, owned: dict[int, Any], targets: dict[int, int], position: Callable[[Any], int | None]
+    ) -> bool:
+        """Every owned partition (number -> TopicPartition) has been read up to its target
+        offset. Where the records read stop short of it, the consumer's ``position`` tells
+        whether only records poll never returns lie between (a transaction marker, an
+        aborted transaction): a topic whose last record is a commit marker ends too."""
         if not owned:
             return False
-        return all(self.expected.get(p, -1) >= targets.get(p, 0) for p in owned)
+        for partition, tp in owned.items():
+            expected = self.expected.get(partition)
+            if expected is None:
+                return False  # not seeked yet
+            target = targets.get(partition, 0)
+            if expected >= target:
+                continue
+            at = position(tp)
+            if at is None or at < target:
+                return False
+        return True

@@ -24,6 +24,8 @@ from antenna_elt.ingest.sink import Sink
 WriterDied = BrokenProcessPool
 """What a write's future raises when the writer process died."""
 
+log = logging.getLogger("antenna_elt.ingest")
+
 
 class Writer(Protocol):
     def submit(self, batch: Batch) -> Future[tuple[int, int]]:
@@ -80,10 +82,18 @@ class ProcessWriter:
         )
 
     def submit(self, batch: Batch) -> Future[tuple[int, int]]:
-        return self._pool.submit(_write, batch)
+        try:
+            return self._pool.submit(_write, batch)
+        except BrokenProcessPool:
+            # the writer died between two batches (OOM killer, kill -9): nothing of this
+            # batch was written; a new writer takes it (a death during a write shows in the
+            # future instead, and the loop retries that batch)
+            log.error("the writer process died while idle; starting a new one")
+            self.restart()
+            return self._pool.submit(_write, batch)
 
     def restart(self) -> None:
-        self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
     def shutdown(self) -> None:

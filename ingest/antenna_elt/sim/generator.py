@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from antenna_elt.contract import BYTES_MAX, MAX_DEPTH
 from antenna_elt.sim.ledger import Ledger, iso
 from antenna_elt.sim.users import User
 
@@ -30,6 +31,9 @@ APPS: dict[str, int] = {
 }
 DEFAULT_COUNT_PER_HOUR = 36_000
 MISSPELT_SHARE = 0.05
+_BYTES_CAP = BYTES_MAX // 2
+"""Valid events stay far below the contract's bound (the de-duplicating loop in
+:meth:`Generator._event` adds a few at most); an exponential draw never gets near it."""
 
 
 def _valid(rng: random.Random) -> dict[str, object]:
@@ -58,9 +62,24 @@ def _with(**changes: object) -> Callable[[random.Random], bytes]:
 _DROP = object()
 
 
+class _Deep:
+    """Stands for arrays nested deeper than the contract allows (json cannot write them)."""
+
+
+_DEEP = _Deep()
+
+
 def _dumps(event: dict[str, object]) -> bytes:
-    # the standard library writes integers of any size (bytes over BIGINT); orjson stops at 64 bits
-    return json.dumps(event, separators=(",", ":")).encode()
+    # the standard library writes integers of any size (bytes over BIGINT) and escapes
+    # NUL and lone surrogates; orjson stops at 64 bits and refuses lone surrogates
+    deep = [k for k, v in event.items() if v is _DEEP]
+    for key in deep:
+        event[key] = "@deep@"
+    text = json.dumps(event, separators=(",", ":"))
+    if deep:
+        depth = MAX_DEPTH + 1
+        text = text.replace('"@deep@"', "[" * depth + "]" * depth)
+    return text.encode()
 
 
 # Every kind of contract breaker the simulator can send, by the reason the ingestor gives.
@@ -83,6 +102,11 @@ MALFORMED_KINDS: dict[str, Callable[[random.Random], bytes]] = {
     "bad_uuid:antenna_id": _with(antenna_id="00000000-0000-0000-0000-00000000000Z"),
     "timestamp_out_of_range": _with(timestamp=32_503_680_000),  # year 3000
     "empty_app": _with(app=""),
+    # more than the allowed skew past any record time before 2096
+    "timestamp_in_future": _with(timestamp=4_000_000_000),
+    "too_deeply_nested": _with(extra=_DEEP),
+    "nul_character:app": _with(app="SKY\x00PE"),
+    "lone_surrogate:app": _with(app="SKYPE\ud83d"),  # half of an emoji's surrogate pair
 }
 
 
@@ -176,7 +200,7 @@ class Generator:
         antenna_index = device.home if rng.random() < 0.8 else rng.randrange(config.antennas)
         antenna = self.antennas[antenna_index]
         app, mean = rng.choices(self.app_means, self.app_weights)[0]
-        nbytes = int(rng.expovariate(1.0 / mean))
+        nbytes = min(int(rng.expovariate(1.0 / mean)), _BYTES_CAP)
         used = self._used.setdefault(timestamp, set())
         while (device.id, antenna, app, nbytes) in used:
             nbytes += 1

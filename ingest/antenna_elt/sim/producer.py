@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -48,8 +49,6 @@ def build_config(args: SimulateRequest) -> SimConfig:
         raise UserError(
             "--malformed-share, --duplicate-share and --late-share add up to more than 1"
         )
-    now = int(time.time())
-    start = args.start if args.start is not None else now - now % 3600
     duration = args.duration
     count = args.count
     if duration is None and count is None:
@@ -59,6 +58,11 @@ def build_config(args: SimulateRequest) -> SimConfig:
         count = max(1, duration * DEFAULT_COUNT_PER_HOUR // 3600)
     if duration is None:
         duration = max(1, count * 3600 // DEFAULT_COUNT_PER_HOUR)
+    start = (
+        args.start
+        if args.start is not None
+        else default_start(int(time.time()), duration, args.speedup)
+    )
     apps = [a.strip() for a in args.apps.split(",") if a.strip()]
     if not apps:
         raise UserError("--apps needs at least one app name, e.g. SKYPE,WHATSAPP")
@@ -77,6 +81,17 @@ def build_config(args: SimulateRequest) -> SimConfig:
         late_max=args.late_max,
         window_seconds=args.window_seconds,
     )
+
+
+def default_start(now: int, duration: int, speedup: float) -> int:
+    """The latest hour start from which the simulated clock never runs ahead of the real
+    one: the ingestors reject event times past their Kafka record's time (plus a few
+    minutes of skew) as ``timestamp_in_future``. With ``speedup`` S > 1 the simulated
+    clock gains (1 - 1/S) of the duration on the real one; unpaced (0), all of it; at
+    S <= 1 it never gains, and the current hour it is."""
+    gain = float(duration) if speedup <= 0 else max(0.0, duration * (1 - 1 / speedup))
+    earliest = now - math.ceil(gain)
+    return earliest - earliest % 3600
 
 
 class Pacer:

@@ -11,6 +11,7 @@ from typing import Any
 from antenna_elt.errors import UserError
 from antenna_elt.ingest.batch import Batch, RejectRow, Row
 from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
+from antenna_elt.pgddl import run_ddl
 from antenna_elt.schema import EVENTS, REJECTS, postgres_columns
 
 log = logging.getLogger("antenna_elt.ingest.postgres")
@@ -121,7 +122,7 @@ class PostgresSink:
         try:
             conn = self._connection()
             with conn.transaction():
-                conn.execute(DDL.format(schema=self.schema))
+                run_ddl(conn, DDL.format(schema=self.schema))  # concurrent first runs take turns
         except SinkUnavailable as exc:
             raise UserError(
                 f"cannot reach PostgreSQL ({self.conninfo}): {exc}; start it with `make up` "
@@ -176,15 +177,30 @@ class PostgresSink:
     # -- steps ---------------------------------------------------------------------------
 
     def _check_offsets(self, conn: Any, batch: Batch) -> None:
-        stored = dict(
-            conn.execute(
-                f"select partition, next_offset from {self.schema}.ingest_offsets "
-                "where consumer_group = %s and topic = %s and partition = any(%s) for update",
-                (self.group, batch.topic, list(batch.first_offsets)),
-            ).fetchall()
-        )
+        """Lock the offsets row of every partition of the batch for this transaction and
+        refuse a batch that starts below the stored offset (another writer got there).
+
+        The row is created if the partition was never written (next offset -1 until
+        :meth:`_store_offsets` sets it, in this same transaction, so nobody ever sees it):
+        a ``select ... for update`` locks nothing where no row exists, and the raw table has
+        no key, so two writers of a partition's first batch (a zombie after a rebalance)
+        both committed it. With the row in place the second writer waits for the first
+        to commit, then sees its offset. Partitions are locked in one order (sorted), so
+        two writers never deadlock."""
+        stored: dict[int, int] = {}
+        with conn.cursor() as cur:
+            for partition in sorted(batch.first_offsets):
+                cur.execute(
+                    f"insert into {self.schema}.ingest_offsets as o "
+                    "(consumer_group, topic, partition, next_offset) values (%s, %s, %s, -1) "
+                    "on conflict (consumer_group, topic, partition) "
+                    "do update set next_offset = o.next_offset returning o.next_offset",
+                    (self.group, batch.topic, partition),
+                )
+                row = cur.fetchone()
+                stored[partition] = int(row[0]) if row else -1
         for partition, first in batch.first_offsets.items():
-            if partition in stored and stored[partition] > first:
+            if stored[partition] > first:
                 raise StaleBatch(
                     f"partition {partition} is already stored up to offset {stored[partition]} "
                     f"but this batch starts at {first}"

@@ -129,3 +129,24 @@ def staged_offsets(conn: Any, schema: str, topic: str) -> list[tuple[int, int]]:
 
 def all_offsets(ends: dict[int, int]) -> list[tuple[int, int]]:
     return sorted((p, o) for p, end in ends.items() for o in range(end))
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (the ingestors' writer, multiprocessing's tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def signal_tree(pid: int, signum: int) -> None:
+    """Send ``signum`` to a process and its children (SIGSTOP/SIGCONT a whole ingestor:
+    its consumer and its writer)."""
+    for target in [pid, *children(pid)]:
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            continue

@@ -57,7 +57,8 @@ class RecordingClient:
 
 def write(sink: LakeSink, partition: int, first: int, values: list[bytes]) -> None:
     batch = Batch("devices")
-    batch.messages = [(partition, first + i, v) for i, v in enumerate(values)]
+    # no record timestamps (-1): the clock bounds the event times
+    batch.messages = [(partition, first + i, v, -1) for i, v in enumerate(values)]
     batch.first_offsets = {partition: first}
     batch.next_offsets = {partition: first + len(values)}
     sink.write(batch)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
-from antenna_elt.contract import parse
+from antenna_elt.contract import BYTES_MAX, REASONS, parse
 from antenna_elt.sim.generator import MALFORMED_KINDS, Generator, SimConfig
+from antenna_elt.sim.producer import default_start
 from antenna_elt.sim.users import load_users
 
 HOUR = 1_795_489_200  # 2026-11-24T03:00:00Z
+# an ingestor reading now, with the default skew: what it accepts as not in the future
+NOW_BOUND = int(time.time()) + 300
 
 
 def config(**overrides: object) -> SimConfig:
@@ -46,7 +50,7 @@ def test_ledger_equals_totals_recomputed_from_the_messages() -> None:
     distinct = set()
     reasons: Counter[str] = Counter()
     for value in values:
-        result = parse(value)
+        result = parse(value, NOW_BOUND)
         if isinstance(result, tuple):
             distinct.add(result)
         else:
@@ -74,14 +78,43 @@ def test_every_malformed_kind_is_rejected_with_that_reason() -> None:
     import random
 
     for kind, make in MALFORMED_KINDS.items():
-        assert parse(make(random.Random(1))) == kind
+        assert parse(make(random.Random(1)), NOW_BOUND) == kind
+    assert set(MALFORMED_KINDS) == set(REASONS) - {"empty_message"}  # Kafka sends no empty value
+
+
+def test_valid_events_stay_within_the_contracts_bounds() -> None:
+    generator = Generator(config(count=20_000, malformed_share=0.05, late_share=0.1))
+    events = [e for e in (parse(m.value, HOUR + 3600) for m in generator) if type(e) is tuple]
+    assert (
+        len(events) == generator.ledger.counters["events"] + generator.ledger.counters["duplicates"]
+    )
+    assert max(e[3] for e in events) <= BYTES_MAX
+    assert max(e[0] for e in events) < HOUR + 3600  # never past the simulated clock
+
+
+@pytest.mark.parametrize(
+    ("duration", "speedup"), [(3600, 360.0), (3600, 0.0), (3600, 1.0), (10_800, 60.0), (600, 2.0)]
+)
+def test_the_default_start_never_lets_the_simulated_clock_run_ahead_of_the_real_one(
+    duration: int, speedup: float
+) -> None:
+    now = HOUR + 1234
+    start = default_start(now, duration, speedup)
+    assert start % 3600 == 0
+    # the pacer sends the event of simulated time `start + x` at real time
+    # `now + x / speedup` at the earliest (unpaced: at once)
+    for x in range(0, duration + 1, 60):
+        sent_at = now + (x / speedup if speedup else 0)
+        assert start + x <= sent_at
+    if 0 < speedup <= 1:
+        assert start == HOUR  # the current hour, as before
 
 
 def test_late_events_count_in_the_window_of_their_own_timestamp() -> None:
     generator = Generator(config(count=6000, late_share=0.3, late_max=1800))
     values = [m.value for m in generator]
     assert generator.ledger.counters["late"] > 1000
-    earlier = [parse(v) for v in values]
+    earlier = [parse(v, NOW_BOUND) for v in values]
     before_start = [e for e in earlier if isinstance(e, tuple) and e[0] < HOUR]
     assert before_start, "late events can reach into the previous hour"
     previous_hour = generator.ledger.bytes_by("hour", "app")

@@ -18,6 +18,9 @@ from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch
 from antenna_elt.ingest.writer import InProcessWriter
 
 TOPIC = "devices"
+CONTROL = object()
+"""A log entry poll never returns but the position moves past: a transaction marker (or
+a record of an aborted transaction, for a read-committed consumer)."""
 
 
 class FakeClock:
@@ -49,6 +52,8 @@ class FakeClock:
 class Record:
     offset: int
     value: bytes | None
+    timestamp: int = -1
+    """Kafka's record timestamp in ms (-1: none)."""
 
 
 class ScriptedConsumer:
@@ -62,7 +67,7 @@ class ScriptedConsumer:
     def __init__(
         self,
         clock: FakeClock,
-        partitions: dict[int, list[bytes | None]],
+        partitions: dict[int, list[Any]],
         *,
         per_poll: int | None = None,
         fetch_on_join: bool = False,
@@ -88,7 +93,7 @@ class ScriptedConsumer:
 
     # -- what a test does -------------------------------------------------------------
 
-    def produce(self, partition: int, value: bytes | None) -> None:
+    def produce(self, partition: int, value: Any) -> None:
         self.log[partition].append(value)
 
     def rebalance(self, assigned: Iterable[int]) -> None:
@@ -124,9 +129,11 @@ class ScriptedConsumer:
             position = self.positions.get(tp.partition, 0)
             records = []
             while position < len(self.log[tp.partition]) and taken < limit:
-                records.append(Record(position, self.log[tp.partition][position]))
+                value = self.log[tp.partition][position]
+                if value is not CONTROL:
+                    records.append(Record(position, value, int(self.clock.time() * 1000)))
+                    taken += 1
                 position += 1
-                taken += 1
             self.positions[tp.partition] = position
             if records:
                 result[tp] = records
@@ -140,6 +147,10 @@ class ScriptedConsumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp.partition] = offset
         self.seeks.append((tp.partition, offset))
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        assert tp in self.assigned, "kafka-python raises IllegalStateError"
+        return self.positions.get(tp.partition, 0)
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.positions[tp.partition] = 0
@@ -214,7 +225,7 @@ class MemorySink:
                     f"{store.offsets[partition]} but this batch starts at {first}"
                 )
         rows, rejects = batch.split()
-        store.landed += [(p, o) for p, o, _ in batch.messages]
+        store.landed += [(p, o) for p, o, *_ in batch.messages]
         store.offsets.update(batch.next_offsets)
         store.batches.append((self.clock.now, len(batch)))
         return len(rows), len(rejects)
@@ -232,6 +243,7 @@ def memory_loop(
     max_batch_bytes: int | None = None,
     until_caught_up: bool = True,
     max_messages: int | None = None,
+    idle_timeout: float | None = 3600.0,
 ) -> IngestLoop:
     """The real loop, with the scripted consumer, the in-memory sink written in-process
     and the fake clock."""
@@ -245,6 +257,8 @@ def memory_loop(
         until_caught_up=until_caught_up,
         max_messages=max_messages,
         log_interval=1e9,
+        # a bounded run that never ends fails instead (on the fake clock: instantly)
+        idle_timeout=idle_timeout if until_caught_up else None,
     )
     return IngestLoop(
         functools.partial(MemorySink, store, consumer.clock),

@@ -11,7 +11,7 @@ from antenna_elt.ingest.retry import backoff, retry
 
 
 def batch(messages: int, value_bytes: int = 0, started: float = 1_000.0) -> Batch:
-    b = Batch("devices", [(0, i, b"") for i in range(messages)], {0: 0}, {0: messages})
+    b = Batch("devices", [(0, i, b"", -1) for i in range(messages)], {0: 0}, {0: messages})
     b.started, b.value_bytes = started, value_bytes
     return b
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fakes import FakeClock, ScriptedConsumer, Store, memory_loop
+from fakes import CONTROL, FakeClock, ScriptedConsumer, Store, memory_loop
 from kafka.errors import KafkaTimeoutError
 
 from antenna_elt.errors import UserError
@@ -113,11 +113,6 @@ def test_a_partition_assigned_again_resumes_at_the_stored_offsets() -> None:
     assert consumer.seeks.count((1, "beginning")) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, left for its own issue: records that the assigning poll fetched "
-    "from a Kafka committed offset ahead of the sink's are kept after the seek",
-)
 def test_records_fetched_in_the_assigning_poll_ahead_of_the_sink_are_not_kept() -> None:
     # the sink was reset (or another sink shares the group): Kafka's committed offset 3
     # is ahead of the sink's (none); kafka-python may return records from offset 3 in the
@@ -127,6 +122,41 @@ def test_records_fetched_in_the_assigning_poll_ahead_of_the_sink_are_not_kept() 
     store = Store()
     memory_loop(consumer, store).run()
     assert sorted(store.landed) == everything(consumer)
+    assert consumer.seeks == [(0, "beginning")]
+
+
+def test_records_of_a_reassignment_fetched_before_the_seek_are_not_kept() -> None:
+    # partition 1 comes back in a later rebalance; the poll that runs the callback fetches
+    # from Kafka's committed offset (ahead of the sink's) before the loop can seek
+    consumer = ScriptedConsumer(FakeClock(), {0: values(4), 1: values(4)})
+    consumer.committed = {1: 3}
+    consumer.script[2] = lambda c: c.rebalance([0])
+    consumer.script[3] = lambda c: c.rebalance([0, 1])
+    store = Store()
+    memory_loop(consumer, store).run()
+    assert sorted(store.landed) == everything(consumer)  # nothing lost, nothing doubled
+
+
+def test_until_caught_up_ends_on_a_topic_whose_last_records_are_transaction_markers() -> None:
+    # a committed transaction ends with its marker; an aborted one's records are skipped
+    # too: the end offset lies past every record poll returns
+    consumer = ScriptedConsumer(
+        FakeClock(), {0: [*values(3), CONTROL], 1: [*values(2), CONTROL, CONTROL, CONTROL]}
+    )
+    store = Store()
+    stats = memory_loop(consumer, store).run()
+    assert sorted(store.landed) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert store.offsets == {0: 3, 1: 2}  # the next offsets of the records read
+    assert stats.messages == 5
+
+
+def test_a_partition_holding_only_a_marker_beyond_the_stored_offset_is_caught_up() -> None:
+    # an earlier run stored offset 3; the only thing after it is the commit marker at 3
+    consumer = ScriptedConsumer(FakeClock(), {0: [*values(3), CONTROL]})
+    store = Store()
+    store.land(0, range(0, 3))
+    stats = memory_loop(consumer, store).run()
+    assert stats.messages == 0 and consumer.closed
 
 
 def test_stale_batch_rereads_from_the_stored_offsets_without_loss_or_doubling() -> None:

@@ -68,6 +68,7 @@ def test_settings_defaults_point_at_the_local_stack() -> None:
     assert (settings.raw_schema, settings.marts_schema) == ("raw", "analytics_marts")
     assert (settings.superset_port, settings.s3_endpoint) == (8088, None)
     assert settings.lake_uri == (PROJECT_ROOT / ".stack" / "lake").as_uri()
+    assert settings.future_skew == 300
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -80,6 +81,7 @@ def test_settings_come_from_the_environment() -> None:
             "ANTENNA_ELT_DUCKDB_PATH": "w.duckdb",
             "BIGQUERY_DATASET": "ds",
             "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+            "ANTENNA_ELT_FUTURE_SKEW": "60",
         }
     )
     assert settings.marts_schema == "team_marts"
@@ -89,6 +91,7 @@ def test_settings_come_from_the_environment() -> None:
     assert settings.duckdb_path == Path("w.duckdb")
     assert settings.bigquery.dataset == "ds" and settings.bigquery.table == "device_usage"
     assert settings.kafka_external
+    assert settings.future_skew == 60
 
 
 def test_a_bad_port_is_one_line_naming_the_variable() -> None:
@@ -96,3 +99,5 @@ def test_a_bad_port_is_one_line_naming_the_variable() -> None:
         load_settings({"ANTENNA_ELT_KAFKA_PORT": "x"})
     with pytest.raises(UserError, match=r"^ANTENNA_ELT_SUPERSET_PORT='0' is not a port number"):
         _ = load_settings({"ANTENNA_ELT_SUPERSET_PORT": "0"}).superset_port
+    with pytest.raises(UserError, match=r"^ANTENNA_ELT_FUTURE_SKEW=-5 is negative"):
+        load_settings({"ANTENNA_ELT_FUTURE_SKEW": "-5"})

@@ -2,14 +2,17 @@
 
 One batch = one commit. For each Kafka partition in the batch the sink writes one file
 per event hour (rows in offset order) and one rejects file, under temporary names that
-readers never glob (:mod:`.parquet`); then it creates the partition's commit record (the
-commit point, :mod:`.commits`); then it renames the files to their final, deterministic
-names ``<topic>+<partition>+<first>+<last>.parquet`` (:mod:`.layout`). On assignment
+readers never glob (:mod:`.parquet`) and that carry this writer's id; then it creates the
+partition's next commit record in its chain (the commit point, :mod:`.commits`); then it
+renames the files to their final, deterministic names
+``<topic>+<partition>+<first>+<last>.parquet`` (:mod:`.layout`). On assignment
 (:meth:`LakeSink.stored_offsets`) it recovers each partition: rolls the newest commit
-forward and deletes every uncommitted temporary file. So a crash at any point leaves no
-partial file, loses nothing and duplicates nothing; a replay rewrites the same names.
-Files are never rewritten: late events add a file to their hour. Hours close on an
-event-time watermark (:mod:`.hours`).
+forward, fences the partition against writers that lost it (zombies) and deletes the
+temporary files nobody can commit any more. So a crash at any point leaves no partial
+file, loses nothing and duplicates nothing, and any number of instances in one group
+commit every offset once without touching each other's files. Files are never
+rewritten: late events add a file to their hour. Hours close on an event-time watermark
+(:mod:`.hours`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class LakeSink:
         self.clock = clock
         self.description = f"Parquet lake {self.location.uri}"
         self.commits = CommitLog(self.lake, consumer_group)
+        """One writer id per sink instance: the writer process's and the loop's differ."""
         self.hours = HourCloser(
             self.lake,
             self.commits,
@@ -105,11 +109,12 @@ class LakeSink:
         result: dict[int, int] = {}
         with self._storage_errors():
             for partition in partitions:
-                head, event_hours = self.commits.recover(topic, partition)
+                fence, head, event_hours = self.commits.recover(topic, partition)
                 if head is not None:
                     self.hours.note_files(head)
                     self.hours.refresh_closed(event_hours)
-                    result[partition] = int(head["next_offset"])
+                if fence["next_offset"] is not None:
+                    result[partition] = int(fence["next_offset"])
         return result
 
     def write(self, batch: Batch) -> tuple[int, int]:
@@ -148,18 +153,23 @@ class LakeSink:
                 done_events += int(head["events"])
                 done_rejects += int(head["rejects"])
                 continue
-            if head is not None and int(head["next_offset"]) > first:
+            stored = None if head is None else head["next_offset"]
+            if stored is not None and int(stored) > first:
                 raise StaleBatch(
-                    f"partition {partition} is already stored up to offset "
-                    f"{head['next_offset']} but this batch starts at {first}"
+                    f"partition {partition} is already stored up to offset {stored} "
+                    f"but this batch starts at {first}"
                 )
+            if head is not None and not self.commits.rolled_forward(head):
+                # this batch builds on the head: its files get their final names first
+                self._roll_forward(head)
             todo.append(partition)
         if len(todo) < len(batch.first_offsets):
             wanted = set(todo)
             rows = [r for r in rows if r[5] in wanted]
             rejects = [r for r in rejects if r[0] in wanted]
 
-        files = self._stage_files(topic, rows, rejects)
+        numbers = {p: self.commits.next_number(heads[p][0]) for p in todo}
+        files = self._stage_files(topic, rows, rejects, numbers)
         max_times = _max_event_times(rows)
         events: dict[int, int] = defaultdict(int)
         rejected: dict[int, int] = defaultdict(int)
@@ -171,14 +181,14 @@ class LakeSink:
             {f.hour for fs in files.values() for f in fs if f.table == L.EVENTS_TABLE}
         )
 
-        for partition in todo:
+        for n, partition in enumerate(todo):
             head, older = heads[partition]
             previous_max = head.get("max_event_time") if head else None
             candidates = [t for t in (previous_max, max_times.get(partition)) if t is not None]
             max_event_time = max(candidates) if candidates else None
             committed_epoch = self.clock.time()
             record: Record = {
-                "format": 1,
+                **self.commits.chain_fields(head),
                 "group": self.group,
                 "topic": topic,
                 "partition": partition,
@@ -191,12 +201,14 @@ class LakeSink:
                 "committed_epoch": committed_epoch,
                 "files": [dataclasses.asdict(f) for f in files.get(partition, [])],
             }
-            if not self.commits.create(record):
-                for f in files.get(partition, []):
-                    self.lake.delete(f.tmp)
+            if not self.commits.commit(record):
+                # nothing of this partition (or of those after it) will ever be committed
+                for p in todo[n:]:
+                    for f in files.get(p, []):
+                        self.lake.delete(f.tmp)
                 raise StaleBatch(
-                    f"partition {partition}: another writer committed offset "
-                    f"{batch.first_offsets[partition]} first"
+                    f"partition {partition}: another writer committed after offset "
+                    f"{head['next_offset'] if head else 'none'} first"
                 )
             self._roll_forward(record, refresh_manifests=False)
             self.commits.prune(topic, partition, older)
@@ -211,12 +223,12 @@ class LakeSink:
         return done_events, done_rejects
 
     def _stage_files(
-        self, topic: str, rows: list[Row], rejects: list[Any]
+        self, topic: str, rows: list[Row], rejects: list[Any], numbers: dict[int, int]
     ) -> dict[int, list[_PendingFile]]:
-        """Write the batch's files under temporary names: one a (partition, event hour),
-        rows in offset order, and one rejects file a partition, in the hour of ingestion."""
+        """Write the batch's files under temporary names (for commit record ``numbers[p]``
+        of partition p): one a (partition, event hour), rows in offset order, and one
+        rejects file a partition, in the hour of ingestion."""
         ingested_us = int(self.clock.time() * 1_000_000)
-        token = uuid.uuid4().hex[:8]
         files: dict[int, list[_PendingFile]] = defaultdict(list)
         for n, (partition, hour, table) in enumerate(
             parquet.event_tables(topic, rows, ingested_us)
@@ -226,7 +238,9 @@ class LakeSink:
                 f"{L.hour_dir(L.EVENTS_TABLE, hour)}/{L.file_name(topic, partition, first, last)}"
             )
             files[partition].append(
-                self._stage(topic, partition, token, n, path, L.EVENTS_TABLE, hour, table)
+                self._stage(
+                    topic, partition, numbers[partition], n, path, L.EVENTS_TABLE, hour, table
+                )
             )
         reject_hour = ingested_us // 1_000_000 // L.HOUR * L.HOUR
         for partition, table in parquet.reject_tables(topic, rejects, ingested_us):
@@ -236,7 +250,7 @@ class LakeSink:
                 self._stage(
                     topic,
                     partition,
-                    token,
+                    numbers[partition],
                     REJECTS_FILE_NUMBER,
                     path,
                     L.REJECTS_TABLE,
@@ -250,14 +264,14 @@ class LakeSink:
         self,
         topic: str,
         partition: int,
-        token: str,
+        number: int,
         n: int,
         path: str,
         table_name: str,
         hour: int,
         table: Any,
     ) -> _PendingFile:
-        tmp = f"{self.commits.tmp_dir(topic, partition)}/{token}-{n:04d}.tmp"
+        tmp = self.commits.tmp_name(topic, partition, number, n)
         data = parquet.encode(
             table, compression=self.compression, row_group_rows=self.row_group_rows
         )
