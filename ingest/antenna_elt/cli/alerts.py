@@ -7,6 +7,7 @@ import argparse
 import time
 from typing import Any
 
+from antenna_elt.cli.argtypes import sql_name
 from antenna_elt.settings import Settings
 
 
@@ -43,10 +44,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--topic", default="quota-alerts", help="alerts topic (default: quota-alerts)")
     p.add_argument(
         "--marts-schema",
+        type=sql_name("analytics_marts"),
         help="schema of the marts (default: <ANTENNA_ELT_DBT_SCHEMA or analytics>_marts)",
     )
     p.add_argument(
-        "--log-schema", default="alerts", help="schema of the alert log (default: alerts)"
+        "--log-schema",
+        type=sql_name("alerts"),
+        default="alerts",
+        help="schema of the alert log (default: alerts)",
     )
     p.add_argument(
         "--watch",
@@ -70,6 +75,9 @@ def register(subparsers: Any) -> None:
     f.add_argument("--ack", action="store_true", help="mark the alert acknowledged (now)")
     f.add_argument("--text", help="feedback text to record")
     f.add_argument(
-        "--log-schema", default="alerts", help="schema of the alert log (default: alerts)"
+        "--log-schema",
+        type=sql_name("alerts"),
+        default="alerts",
+        help="schema of the alert log (default: alerts)",
     )
     f.set_defaults(func=run_feedback)
