@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -28,12 +29,13 @@ import psycopg
 import pytest
 import yaml
 from conftest import run_cli
-from helpers import ingest_until_caught_up, unique_group
+from helpers import ingest_until_caught_up, recorded_command_lines, unique_group
 
 from antenna_elt.dbt import run_dbt
 from antenna_elt.devstack import superset as dashboards
 from antenna_elt.devstack import superset_db
 from antenna_elt.devstack.processes import tail
+from antenna_elt.devstack.superset_bundle import MARTS_READ
 from antenna_elt.errors import UserError
 from antenna_elt.settings import Settings
 from antenna_elt.sim import ledger as ledger_module
@@ -80,6 +82,8 @@ class Served:
     breaches_read_after_build: int
     """user_quota_limit rows the reader could read right after `dbt build` re-created it"""
     seen: dict[str, DashboardSeen]
+    command_lines: list[str]
+    """every command line started by, or seen in /proc during, `dashboards up`"""
 
 
 def reader_conninfo(settings: Settings, role: str, password: str) -> str:
@@ -240,7 +244,7 @@ def test_every_dataset_is_a_plain_read_of_a_model_its_dashboards_exposure_lists(
         for metric in config["metrics"]:
             assert SIMPLE_METRIC.match(metric["expression"]), (path.name, metric["expression"])
         read.add(config["table_name"])
-    assert read == superset_reads == set(dashboards.MARTS_READ)
+    assert read == superset_reads == set(MARTS_READ)
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +290,9 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             row = conn.execute(f"select count(*) from {marts_schema}.user_quota_limit").fetchone()
             breaches_read_after_build = int(row[0]) if row else -1
         try:
-            running = dashboards.up(settings, instance)
+            with recorded_command_lines() as (started, in_proc):
+                running = dashboards.up(settings, instance)
+            command_lines = [*started, *sorted(in_proc)]
         except UserError as exc:
             pytest.fail(
                 f"Superset could not be started: {exc}\n{tail(instance.logfile)}",
@@ -303,6 +309,7 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             reader_password,
             breaches_read_after_build,
             seen,
+            command_lines,
         )
     finally:
         dashboards.stop(instance)
@@ -420,3 +427,32 @@ def test_a_second_up_leaves_superset_running_and_overwrites_changed_assets(
     assert again.admin_password == served.running.admin_password
     assert metadata_rows(served, names, QUOTA_TABLE, "Renamed by the test") == [(QUOTA_TABLE,)]
     assert metadata_rows(served, "select count(*) from slices") == [(12,)]
+
+
+def test_no_password_is_on_a_command_line_of_the_deployer(served: Served) -> None:
+    """Superset's admin password (and the reader's, and the project's) never appear on a
+    command line: `ps` shows those to every user of the machine."""
+    pgpass = served.settings.secrets_dir / "pgpass"
+    passwords = {
+        "admin password": served.running.admin_password,
+        "reader's password": served.reader_password,
+        "secret key": served.instance.home.joinpath("secret-key").read_text().strip(),
+        "project role's password": pgpass.read_text().split(":")[-1].strip(),
+    }
+    started = [line for line in served.command_lines if str(served.instance.venv) in line]
+    assert any("db upgrade" in line for line in started), "the deployer's commands were seen"
+    for name, password in passwords.items():
+        assert len(password) >= 20, name
+        leaks = [line[:200] for line in served.command_lines if password in line]
+        assert leaks == [], f"the {name} is on a command line"
+
+
+def test_the_config_and_secrets_of_superset_are_private(served: Served) -> None:
+    home = served.instance.home
+    config = served.instance.config_file.read_text()
+    for secret in ("admin-password", "reader-password", "secret-key"):
+        path = home / secret
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert path.read_text().strip() not in config
+    assert stat.S_IMODE(served.instance.config_file.stat().st_mode) == 0o600
+    assert "password" not in config.lower()
