@@ -174,7 +174,8 @@ def default_instance(settings: Settings, port: int, marts_schema: str) -> Instan
 # -- 3. config, 4. metadata --------------------------------------------------------------
 
 
-def write_config(instance: Instance, settings: Settings) -> None:
+def write_config(instance: Instance, settings: Settings) -> bool:
+    """Write ``superset_config.py``; True when its text changed."""
     instance.home.mkdir(parents=True, exist_ok=True)
     secret_key_file = instance.home / "secret-key"
     read_or_create_secret(secret_key_file, 42)
@@ -182,8 +183,10 @@ def write_config(instance: Instance, settings: Settings) -> None:
         secret_key_file=str(secret_key_file),
         metadata_uri=metadata_uri(settings, instance.metadata_db),
     )
-    if not instance.config_file.exists() or instance.config_file.read_text() != text:
-        write_private(instance.config_file, text)
+    if instance.config_file.exists() and instance.config_file.read_text() == text:
+        return False
+    write_private(instance.config_file, text)
+    return True
 
 
 def superset_env(instance: Instance) -> dict[str, str]:
@@ -382,7 +385,10 @@ def up(settings: Settings, instance: Instance) -> Running:
     created_db = ensure_metadata_database(settings, instance.metadata_db)
     ensure_reader_role(settings, instance.reader_role, instance.marts_schema, reader_password)
     say(f"read-only role {instance.reader_role} may read schema {instance.marts_schema} only")
-    write_config(instance, settings)
+    if write_config(instance, settings) and running_pid(instance) is not None:
+        # e.g. a stack upgraded to password authentication: the running Superset still
+        # connects the old way
+        say(f"configuration changed: superset {stop(instance)}")
     admin_password = ensure_metadata(instance, settings, created_db)
     say(f"superset {start(instance)}")
     bundle = render_bundle(
