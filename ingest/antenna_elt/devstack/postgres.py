@@ -7,8 +7,8 @@ user and only checked.
 Not open to everyone: it listens on 127.0.0.1 only; ``pg_hba.conf`` (rewritten on every
 start) asks every connection, socket or loopback, for a password (scram-sha-256), trusts
 none and allows no replication; its socket lives in ``<home>/postgres/socket``, a directory
-of mode 700 owned by the server's OS user, so no other OS user can reach it; the roles and
-their generated passwords are :mod:`.postgres_roles`'. No password is ever passed on a
+of mode 700 owned by the server's OS user, so no other OS user can reach it. The roles and
+their generated passwords are :mod:`.postgres_roles`. No password is ever passed on a
 command line (initdb reads the superuser's from a file of mode 600).
 """
 
