@@ -12,6 +12,12 @@ BIN := $(VENV)/bin
 AE := $(BIN)/antenna-elt
 STAMP := $(VENV)/.installed
 export DBT_PROFILES_DIR ?= $(CURDIR)/.stack/dbt
+# dbt (and psql) find the local PostgreSQL's generated password in libpq's password file,
+# never on a command line (`antenna-elt stack env` prints the same for a shell). A server
+# of your own (PGHOST/PGPORT set) keeps your own PGPASSWORD, PGPASSFILE or ~/.pgpass.
+ifeq ($(strip $(PGHOST)$(PGPORT)),)
+export PGPASSFILE ?= $(or $(ANTENNA_ELT_HOME),$(CURDIR)/.stack)/secrets/pgpass
+endif
 DBT := $(BIN)/dbt
 PROFILE := $(DBT_PROFILES_DIR)/profiles.yml
 

@@ -77,12 +77,13 @@ def delete_topic(settings: Any, topic: str) -> None:
 
 def drop_schemas(settings: Any, prefix: str) -> None:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
         for (name,) in conn.execute(
             "select nspname from pg_namespace where nspname like %s", (f"{prefix}%",)
         ).fetchall():
-            conn.execute(f"drop schema {name} cascade")
+            conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(name)))
 
 
 def bench_ingest(

@@ -31,7 +31,12 @@ def run_dbt(
 ) -> subprocess.CompletedProcess[str]:
     """`dbt ARGS` in the project directory; raise with dbt's output when it fails."""
     dbt = Path(sys.executable).with_name("dbt")
-    full_env = {**process_environment(), "DBT_PROFILES_DIR": str(profiles_dir()), **(env or {})}
+    full_env = {
+        **process_environment(),
+        **load_settings().pg_child_env,  # the local PostgreSQL's password file for libpq
+        "DBT_PROFILES_DIR": str(profiles_dir()),
+        **(env or {}),
+    }
     proc = subprocess.run(
         [str(dbt), *args], cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True
     )

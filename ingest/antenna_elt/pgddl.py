@@ -17,8 +17,8 @@ DDL_LOCK_KEY = 7_311_000
 lock is 7_311_001)."""
 
 
-def run_ddl(conn: Any, ddl: str) -> None:
-    """Run ``ddl`` in the caller's open transaction, under the DDL lock (released when
-    that transaction ends)."""
+def run_ddl(conn: Any, ddl: Any) -> None:
+    """Run ``ddl`` (a string or a composed ``psycopg.sql`` statement) in the caller's
+    open transaction, under the DDL lock (released when that transaction ends)."""
     conn.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
     conn.execute(ddl)

@@ -7,16 +7,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import check_identifier
 from antenna_elt.settings import Settings
 
 
-def _query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def _query(
+    settings: Settings, query: str, marts: str, *tables: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Run ``query`` with its ``{}`` placeholders filled by the marts ``tables`` of schema
+    ``marts``, each quoted as an identifier."""
     import psycopg
 
+    composed = sql.SQL(query).format(*(sql.Identifier(marts, table) for table in tables))
     try:
         with psycopg.connect(settings.pg_conninfo, connect_timeout=5) as conn:
-            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+            return [tuple(r) for r in conn.execute(composed, params).fetchall()]
     except psycopg.errors.UndefinedTable:
         raise UserError(
             "the marts do not exist yet: run `dbt build` (or `make demo`) first"
@@ -63,8 +71,8 @@ def _fmt(value: Any) -> str:
 def run(settings: Settings, hour: datetime | None, top: int, ledger: str | None) -> int:
     """Print an hour's top antennas and apps, its breaches and the last windows; with a
     ledger, check the marts against it (1 on a difference)."""
-    marts = settings.marts_schema
-    hour_rows = _query(settings, f"select max(timestamp) from {marts}.bytes_hourly")
+    marts = check_identifier(settings.marts_schema, "marts schema", "analytics_marts")
+    hour_rows = _query(settings, "select max(timestamp) from {}", marts, "bytes_hourly")
     chosen = hour
     hour = chosen or (hour_rows[0][0] if hour_rows and hour_rows[0][0] else None)
     if ledger and not chosen:  # the simulated hour
@@ -78,15 +86,19 @@ def run(settings: Settings, hour: datetime | None, top: int, ledger: str | None)
     for title, kind in (("Top antennas", "antenna_bytes_total"), ("Top apps", "app_bytes_total")):
         rows = _query(
             settings,
-            f"select id, value from {marts}.bytes_hourly where timestamp = %s and type = %s order by value desc, id limit %s",
-            (hour, kind, top),
+            "select id, value from {} where timestamp = %s and type = %s order by value desc, id limit %s",
+            marts,
+            "bytes_hourly",
+            params=(hour, kind, top),
         )
         print(_table(f"{title} by bytes", ("id", "bytes"), rows) + "\n")
     breaches = _query(
         settings,
-        f"select email, usage_bytes, quota_bytes, overage_bytes, usage_ratio from {marts}.fct_quota_breaches "
+        "select email, usage_bytes, quota_bytes, overage_bytes, usage_ratio from {} "
         "where hour_start = %s order by usage_ratio desc, email",
-        (hour,),
+        marts,
+        "fct_quota_breaches",
+        params=(hour,),
     )
     print(
         _table(
@@ -98,8 +110,10 @@ def run(settings: Settings, hour: datetime | None, top: int, ledger: str | None)
     )
     activity = _query(
         settings,
-        f"select window_start, devices_connected, devices_connecting, devices_disconnecting, heavy_users_connected, "
-        f"bytes_per_second from {marts}.fct_network_activity_windowed order by window_start desc limit 3",
+        "select window_start, devices_connected, devices_connecting, devices_disconnecting, heavy_users_connected, "
+        "bytes_per_second from {} order by window_start desc limit 3",
+        marts,
+        "fct_network_activity_windowed",
     )
     print(
         _table(
@@ -125,7 +139,11 @@ def _check_against_ledger(settings: Settings, marts: str, path: Path) -> int:
 
     def served(mart: str, kind: str) -> dict[tuple[datetime, str], int]:
         rows = _query(
-            settings, f"select timestamp, id, value from {marts}.{mart} where type = %s", (kind,)
+            settings,
+            "select timestamp, id, value from {} where type = %s",
+            marts,
+            mart,
+            params=(kind,),
         )
         return {(t, i): v for t, i, v in rows}
 
@@ -151,7 +169,10 @@ def _check_against_ledger(settings: Settings, marts: str, path: Path) -> int:
             {
                 (e, t, u, q)
                 for e, u, q, t in _query(
-                    settings, f"select email, usage, quota, timestamp from {marts}.user_quota_limit"
+                    settings,
+                    "select email, usage, quota, timestamp from {}",
+                    marts,
+                    "user_quota_limit",
                 )
                 if t in hours
             },

@@ -8,10 +8,12 @@ everywhere (README, CLI, dbt profile). libpq's own ``PG*`` variables configure P
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import is_plain_identifier, refusal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +28,17 @@ MARTS_CUSTOM_SCHEMA = "marts"
 """The ``+schema`` of ``models/marts`` in dbt_project.yml."""
 DEFAULT_FUTURE_SKEW = 300
 """Seconds an event time may be ahead of its Kafka record's time (the event contract)."""
+PASSFILE_NAME = "pgpass"
+"""libpq's password file of the local PostgreSQL, in :attr:`Settings.secrets_dir`."""
+
+# libpq variable -> connection keyword, for the connection strings built here
+_CONNINFO_KEYS = {
+    "PGHOST": "host",
+    "PGPORT": "port",
+    "PGUSER": "user",
+    "PGDATABASE": "dbname",
+    "PGPASSFILE": "passfile",
+}
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -52,6 +65,14 @@ def dbt_schema_name(target_schema: str, custom_schema: str | None) -> str:
     target schema when a model sets none. The project does not override the macro; a test
     (``test_marts_schema_rule_agrees_with_dbt``) fails the day it does."""
     return f"{target_schema}_{custom_schema.strip()}" if custom_schema else target_schema
+
+
+def conninfo_value(value: str) -> str:
+    """A value of a libpq connection string, quoted when it needs to be (spaces, quotes,
+    backslashes, empty), so that no value can add a keyword of its own."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True)
@@ -118,14 +139,26 @@ class Settings:
 
     @property
     def pg_conninfo(self) -> str:
-        """A libpq connection string built from :attr:`pg_env` (no password in it)."""
-        keys = {
-            "PGHOST": "host",
-            "PGPORT": "port",
-            "PGUSER": "user",
-            "PGDATABASE": "dbname",
-        }
-        return " ".join(f"{keys[k]}={v}" for k, v in self.pg_env.items() if k in keys)
+        """A libpq connection string built from :attr:`pg_env`: no password in it, but for
+        the local stack the ``passfile`` that holds it."""
+        return self.conninfo()
+
+    def conninfo(self, **overrides: str) -> str:
+        """:attr:`pg_conninfo` with some keywords replaced (``dbname=``, ``user=`` ...)."""
+        params = {_CONNINFO_KEYS[k]: v for k, v in self.pg_env.items() if k in _CONNINFO_KEYS}
+        params.update(overrides)
+        return " ".join(f"{key}={conninfo_value(value)}" for key, value in params.items())
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the local stack keeps its generated passwords (mode 700, files 600)."""
+        return self.home / "secrets"
+
+    @property
+    def pg_child_env(self) -> dict[str, str]:
+        """What a child process that connects with libpq on its own (dbt, Superset) needs
+        beyond this process's environment: the local stack's password file."""
+        return {k: v for k, v in self.pg_env.items() if k == "PGPASSFILE"}
 
     @property
     def superset_port(self) -> int:
@@ -165,6 +198,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     for passthrough in ("PGPASSWORD", "PGSSLMODE", "PGPASSFILE", "PGSERVICE"):
         if env.get(passthrough):
             pg_env[passthrough] = env[passthrough]
+    if not pg_external and "PGPASSFILE" not in pg_env:
+        # the local server's generated password (`stack up` writes it); a server of your
+        # own keeps your own PGPASSWORD, PGPASSFILE or ~/.pgpass
+        pg_env["PGPASSFILE"] = str(home / "secrets" / PASSFILE_NAME)
     lake = env.get("ANTENNA_ELT_LAKE") or (home / "lake").as_uri()
     profiles = env.get("DBT_PROFILES_DIR")
     return Settings(
@@ -177,8 +214,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pg_external=pg_external,
         pg_env=pg_env,
         lake_uri=lake,
-        raw_schema=env.get("ANTENNA_ELT_RAW_SCHEMA", "raw"),
-        dbt_schema=env.get("ANTENNA_ELT_DBT_SCHEMA") or DEFAULT_DBT_SCHEMA,
+        raw_schema=_env_identifier(env, "ANTENNA_ELT_RAW_SCHEMA", "raw"),
+        dbt_schema=_env_identifier(env, "ANTENNA_ELT_DBT_SCHEMA", DEFAULT_DBT_SCHEMA),
         duckdb_path=Path(
             env.get("ANTENNA_ELT_DUCKDB_PATH") or PROJECT_ROOT / ".stack" / "warehouse.duckdb"
         ),
@@ -186,7 +223,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         superset_port_text=env.get("ANTENNA_ELT_SUPERSET_PORT") or "",
         airflow_port=_env_int(env, "ANTENNA_ELT_AIRFLOW_PORT", DEFAULT_AIRFLOW_PORT),
         alerts_topic=env.get("ANTENNA_ELT_ALERTS_TOPIC") or "quota-alerts",
-        alert_log_schema=env.get("ANTENNA_ELT_ALERT_LOG_SCHEMA") or "alerts",
+        alert_log_schema=_env_identifier(env, "ANTENNA_ELT_ALERT_LOG_SCHEMA", "alerts"),
         dbt_profiles_dir=Path(profiles) if profiles else None,
         bigquery=BigQuerySettings(
             project=env.get("GOOGLE_CLOUD_PROJECT") or "",
@@ -197,6 +234,21 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
         future_skew=_env_non_negative(env, "ANTENNA_ELT_FUTURE_SKEW", DEFAULT_FUTURE_SKEW),
     )
+
+
+def _env_identifier(env: dict[str, str], name: str, default: str) -> str:
+    """A schema name from the environment, checked: the Python side puts it into SQL."""
+    value = env.get(name) or default
+    if not is_plain_identifier(value):
+        raise UserError(f"{name}={value!r} {refusal(default)}; or unset it")
+    if name == "ANTENNA_ELT_DBT_SCHEMA":
+        marts = dbt_schema_name(value, MARTS_CUSTOM_SCHEMA)
+        if not is_plain_identifier(marts):
+            raise UserError(
+                f"{name}={value!r} makes the marts schema {marts!r}, longer than PostgreSQL's "
+                f"63 characters: use at most {63 - len(marts) + len(value)}, or unset it"
+            )
+    return value
 
 
 def process_environment() -> dict[str, str]:

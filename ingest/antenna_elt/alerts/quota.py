@@ -28,8 +28,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg import sql
 
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import check_identifier
 from antenna_elt.pgddl import run_ddl
 from antenna_elt.settings import Settings
 
@@ -86,11 +88,14 @@ def record_breaches(conn: Any, marts_schema: str, log_schema: str) -> int:
     """Upsert the mart's breaches into the log; returns how many rows are new."""
     import psycopg
 
-    run_ddl(conn, DDL.format(schema=log_schema))  # concurrent first runs take turns
+    # concurrent first runs take turns
+    run_ddl(conn, sql.SQL(DDL).format(schema=sql.Identifier(log_schema)))
     try:
         rows = conn.execute(
-            f"select user_id, user_name, email, hour_start, usage_bytes, quota_bytes, overage_bytes, usage_ratio "
-            f"from {marts_schema}.fct_quota_breaches"
+            sql.SQL(
+                "select user_id, user_name, email, hour_start, usage_bytes, quota_bytes, overage_bytes, usage_ratio "
+                "from {}"
+            ).format(sql.Identifier(marts_schema, "fct_quota_breaches"))
         ).fetchall()
     except psycopg.errors.UndefinedTable:
         raise UserError(
@@ -100,17 +105,23 @@ def record_breaches(conn: Any, marts_schema: str, log_schema: str) -> int:
     with conn.cursor() as cur:
         for user_id, name, email, hour, usage, quota, overage, ratio in rows:
             cur.execute(
-                f"insert into {log_schema}.quota_breach_log (alert_id, user_id, user_name, email, hour_start, "
-                "usage_bytes, quota_bytes, overage_bytes, usage_ratio) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "on conflict (alert_id) do update set usage_bytes = excluded.usage_bytes, "
-                "overage_bytes = excluded.overage_bytes, usage_ratio = excluded.usage_ratio, updated_at = now() "
-                "where quota_breach_log.usage_bytes is distinct from excluded.usage_bytes "
-                "returning (xmax = 0) as inserted",
+                sql.SQL(
+                    "insert into {} (alert_id, user_id, user_name, email, hour_start, "
+                    "usage_bytes, quota_bytes, overage_bytes, usage_ratio) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "on conflict (alert_id) do update set usage_bytes = excluded.usage_bytes, "
+                    "overage_bytes = excluded.overage_bytes, usage_ratio = excluded.usage_ratio, updated_at = now() "
+                    "where quota_breach_log.usage_bytes is distinct from excluded.usage_bytes "
+                    "returning (xmax = 0) as inserted"
+                ).format(_log_table(log_schema)),
                 (alert_id(user_id, hour), user_id, name, email, hour, usage, quota, overage, ratio),
             )
             result = cur.fetchone()
             new += bool(result and result[0])
     return new
+
+
+def _log_table(log_schema: str) -> sql.Identifier:
+    return sql.Identifier(log_schema, "quota_breach_log")
 
 
 def message(row: dict[str, Any]) -> bytes:
@@ -182,14 +193,18 @@ def publish_pending(settings: Settings, conn: Any, log_schema: str, topic: str) 
         conn.execute("select pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         with conn.cursor(row_factory=dict_row) as cur:
             pending = cur.execute(
-                f"select * from {log_schema}.quota_breach_log where status = 'pending' order by hour_start, email"
+                sql.SQL(
+                    "select * from {} where status = 'pending' order by hour_start, email"
+                ).format(_log_table(log_schema))
             ).fetchall()
         if not pending:
             return 0
         recorded = dict(
             conn.execute(
-                f"select kafka_partition, max(kafka_offset) from {log_schema}.quota_breach_log "
-                "where status = 'sent' and kafka_topic = %s group by 1",
+                sql.SQL(
+                    "select kafka_partition, max(kafka_offset) from {} "
+                    "where status = 'sent' and kafka_topic = %s group by 1"
+                ).format(_log_table(log_schema)),
                 (topic,),
             ).fetchall()
         )
@@ -224,9 +239,11 @@ def _mark_sent(
     conn: Any, log_schema: str, row: dict[str, Any], topic: str, where: tuple[int, int]
 ) -> None:
     conn.execute(
-        f"update {log_schema}.quota_breach_log set status = 'sent', sent_at = now(), "
-        "sent_usage_bytes = usage_bytes, kafka_topic = %s, kafka_partition = %s, kafka_offset = %s "
-        "where alert_id = %s",
+        sql.SQL(
+            "update {} set status = 'sent', sent_at = now(), "
+            "sent_usage_bytes = usage_bytes, kafka_topic = %s, kafka_partition = %s, kafka_offset = %s "
+            "where alert_id = %s"
+        ).format(_log_table(log_schema)),
         (topic, where[0], where[1], row["alert_id"]),
     )
 
@@ -272,6 +289,8 @@ def _produce(
 def notify_once(
     settings: Settings, marts_schema: str, log_schema: str, topic: str
 ) -> tuple[int, int]:
+    check_identifier(marts_schema, "marts schema", "analytics_marts")
+    check_identifier(log_schema, "alert log schema", "alerts")
     conn = _connect(settings)
     try:
         with conn.transaction():
@@ -288,6 +307,7 @@ def record_feedback(
     """Acknowledge an alert and/or record feedback on it; returns its (email, hour)."""
     if not ack and text is None:
         raise UserError("say what to record: --ack, --text TEXT, or both")
+    check_identifier(log_schema, "alert log schema", "alerts")
     try:
         alert = uuid.UUID(alert_id_text)
     except ValueError:
@@ -298,9 +318,11 @@ def record_feedback(
     try:
         with conn.transaction():
             row = conn.execute(
-                f"update {log_schema}.quota_breach_log set "
-                "acknowledged_at = case when %s then coalesce(acknowledged_at, now()) else acknowledged_at end, "
-                "feedback_text = coalesce(%s, feedback_text) where alert_id = %s returning email, hour_start",
+                sql.SQL(
+                    "update {} set "
+                    "acknowledged_at = case when %s then coalesce(acknowledged_at, now()) else acknowledged_at end, "
+                    "feedback_text = coalesce(%s, feedback_text) where alert_id = %s returning email, hour_start"
+                ).format(_log_table(log_schema)),
                 (ack, text, alert),
             ).fetchone()
     finally:

@@ -7,6 +7,7 @@ import argparse
 import time
 from typing import Any
 
+from antenna_elt.cli.argtypes import sql_name
 from antenna_elt.settings import Settings
 
 
@@ -48,10 +49,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--marts-schema",
+        type=sql_name("analytics_marts"),
         help="schema of the marts (default: <ANTENNA_ELT_DBT_SCHEMA or analytics>_marts)",
     )
     p.add_argument(
         "--log-schema",
+        type=sql_name("alerts"),
         help="schema of the alert log (default: ANTENNA_ELT_ALERT_LOG_SCHEMA or alerts)",
     )
     p.add_argument(
@@ -77,6 +80,7 @@ def register(subparsers: Any) -> None:
     f.add_argument("--text", help="feedback text to record")
     f.add_argument(
         "--log-schema",
+        type=sql_name("alerts"),
         help="schema of the alert log (default: ANTENNA_ELT_ALERT_LOG_SCHEMA or alerts)",
     )
     f.set_defaults(func=run_feedback)

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from antenna_elt.identifiers import is_plain_identifier, refusal
+
 
 def _number(convert: Callable[[str], float], noun: str, text: str) -> float:
     try:
@@ -55,6 +57,19 @@ def port_number(text: str) -> int:
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
     return value
+
+
+def sql_name(example: str) -> Callable[[str], str]:
+    """A schema (role, database) name that goes into SQL: a plain lower-case identifier,
+    so that no flag can carry SQL of its own (``example`` is shown in the error)."""
+
+    def check(text: str) -> str:
+        if not is_plain_identifier(text):
+            raise argparse.ArgumentTypeError(f"{text!r} {refusal(example)}")
+        return text
+
+    check.__name__ = "SQL name"  # what argparse calls the type in its messages
+    return check
 
 
 _DURATION = re.compile(r"^(\d+)([smh]?)$")

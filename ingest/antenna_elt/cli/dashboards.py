@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from antenna_elt.cli.argtypes import port_number
+from antenna_elt.cli.argtypes import port_number, sql_name
 from antenna_elt.settings import DEFAULT_SUPERSET_PORT as DEFAULT_PORT
 from antenna_elt.settings import Settings
 
@@ -84,6 +84,7 @@ def register(subparsers: Any) -> None:
         )
         p.add_argument(
             "--marts-schema",
+            type=sql_name("analytics_marts"),
             help="schema of the marts (default: <ANTENNA_ELT_DBT_SCHEMA or analytics>_marts)",
         )
         p.set_defaults(func=func)

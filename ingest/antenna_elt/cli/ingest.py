@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import re
 from typing import Any
 
-from antenna_elt.cli.argtypes import non_negative, non_negative_int, positive_float, positive_int
-from antenna_elt.errors import UserError
+from antenna_elt.cli.argtypes import (
+    non_negative,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sql_name,
+)
 from antenna_elt.settings import Settings
-
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def add_loop_arguments(
@@ -96,10 +98,6 @@ def run_postgres(args: argparse.Namespace, settings: Settings) -> int:
     from antenna_elt.sinks.postgres import PostgresSink
 
     schema = settings.raw_schema if args.schema is None else args.schema
-    if not _IDENTIFIER.fullmatch(schema):
-        raise UserError(
-            f"--schema {schema!r} is not a plain lower-case SQL identifier; use e.g. raw"
-        )
     sink = functools.partial(PostgresSink, settings.pg_conninfo, schema, args.group)
     return _run_loop(sink, loop_options(args, settings))
 
@@ -147,6 +145,7 @@ def register(subparsers: Any) -> None:
     add_loop_arguments(pg, group="antenna-elt-postgres", batch_size=20_000, max_latency=1.0)
     pg.add_argument(
         "--schema",
+        type=sql_name("raw"),
         default=None,
         help="landing schema, created if missing (default: ANTENNA_ELT_RAW_SCHEMA or raw)",
     )

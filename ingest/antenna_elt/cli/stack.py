@@ -4,6 +4,7 @@ tooling, :mod:`antenna_elt.devstack.stack`."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from typing import Any
 
@@ -37,6 +38,20 @@ def _run_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(c.state in ("running", "external") for c in components) else 1
 
 
+def _run_env(args: argparse.Namespace, settings: Settings) -> int:
+    from antenna_elt.dbt import profiles_dir
+
+    print(f"export DBT_PROFILES_DIR={shlex.quote(str(profiles_dir()))}")
+    passfile = settings.pg_child_env.get("PGPASSFILE")
+    if passfile:
+        print(f"export PGPASSFILE={shlex.quote(passfile)}")
+        port, user, db = settings.pg_port, settings.pg_env["PGUSER"], settings.pg_env["PGDATABASE"]
+        print(f"# psql -h 127.0.0.1 -p {port} -U {user} {db}  (no password to type)")
+    else:
+        print("# PGHOST/PGPORT name your own server: its password is yours (PGPASSWORD, ~/.pgpass)")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stack",
@@ -67,3 +82,13 @@ def register(subparsers: Any) -> None:
         description="Show whether Kafka and PostgreSQL run, with pid, address and data directory.",
     )
     st.set_defaults(func=_run_status)
+    env = sub.add_parser(
+        "env",
+        help='shell lines for dbt and psql: eval "$(antenna-elt stack env)"',
+        description=(
+            "Print export lines that point dbt at the project's profile (DBT_PROFILES_DIR) and "
+            "libpq at the local PostgreSQL's generated password file (PGPASSFILE), so that "
+            "dbt and psql log in without a password on the command line or in the environment."
+        ),
+    )
+    env.set_defaults(func=_run_env)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from antenna_elt.devstack import venvs
-from antenna_elt.devstack.secret_files import read_or_create_secret, write_private
+from antenna_elt.devstack.secrets import read_or_create_secret, write_private
 from antenna_elt.devstack.service import Service
 from antenna_elt.errors import UserError
 from antenna_elt.settings import PROJECT_ROOT, Settings, process_environment
@@ -100,7 +100,7 @@ def health(url: str) -> bool:
 
 def environment(settings: Settings, instance: Instance) -> dict[str, str]:
     """What every Airflow process (and the dbt and antenna-elt commands its tasks run) sees."""
-    env = process_environment()
+    env = {**process_environment(), **settings.pg_child_env}  # libpq's password file
     jwt = read_or_create_secret(instance.root / "jwt-secret", 32)
     api_secret = read_or_create_secret(instance.root / "api-secret-key", 32)
     env.update(

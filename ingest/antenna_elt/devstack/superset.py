@@ -8,9 +8,10 @@
    login role, ``superset_reader``, that may read the marts schema and nothing else
    (usage on the schema, select on its tables, default privileges so that tables dbt
    re-creates stay readable; no access to raw events, rejects or alerts);
-3. writes ``superset_config.py`` (secret key generated once and kept beside it);
+3. writes ``superset_config.py`` (mode 600, no secret in it: the secret key is read from a
+   file beside it, the metadata database's password from the local stack's password file);
 4. migrates the metadata database, creates the ``admin`` user (password generated once,
-   printed), ``superset init``;
+   printed, and handed to Superset on stdin, never on a command line), ``superset init``;
 5. starts Superset (gunicorn) on 127.0.0.1 in the background, pid and log under
    ``.stack/superset``, and waits for ``/health``; a running instance is left alone;
 6. imports the bundle in ``dashboards/`` with Superset's ImportAssetsCommand, which
@@ -35,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from antenna_elt.devstack.secret_files import read_or_create_secret
+from antenna_elt.devstack.secrets import read_or_create_secret, write_private
 from antenna_elt.devstack.service import Service
 from antenna_elt.devstack.superset_bundle import BUNDLE_DIR, Bundle, missing_marts, render_bundle
 from antenna_elt.devstack.superset_db import (
@@ -94,6 +95,30 @@ with app.app_context():
         sys.exit(f"import failed: {detail}")
 """
 
+# Runs inside Superset's interpreter: creates the admin user, or sets its password when it
+# exists (a password file removed since). The password comes on stdin: a command line is
+# readable by every user of the machine (ps, /proc/<pid>/cmdline).
+ADMIN_SCRIPT = """
+import sys
+from superset.app import create_app
+
+app = create_app()
+with app.app_context():
+    from superset import security_manager as sm
+
+    username, email = sys.argv[1], sys.argv[2]
+    password = sys.stdin.readline().strip()
+    if not password:
+        sys.exit("no admin password on stdin")
+    user = sm.find_user(username=username)
+    if user is None:
+        role = sm.find_role(sm.auth_role_admin) or sm.add_role(sm.auth_role_admin)
+        if not sm.add_user(username, "Antenna", "Admin", email, role, password=password):
+            sys.exit(f"could not create the Superset user {username!r}")
+    else:
+        sm.reset_password(user.id, password)
+"""
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -146,13 +171,11 @@ def default_instance(settings: Settings, port: int, marts_schema: str) -> Instan
     )
 
 
-# -- small helpers ---------------------------------------------------------------------
-
-
 # -- 3. config, 4. metadata --------------------------------------------------------------
 
 
-def write_config(instance: Instance, settings: Settings) -> None:
+def write_config(instance: Instance, settings: Settings) -> bool:
+    """Write ``superset_config.py``; True when its text changed."""
     instance.home.mkdir(parents=True, exist_ok=True)
     secret_key_file = instance.home / "secret-key"
     read_or_create_secret(secret_key_file, 42)
@@ -160,8 +183,10 @@ def write_config(instance: Instance, settings: Settings) -> None:
         secret_key_file=str(secret_key_file),
         metadata_uri=metadata_uri(settings, instance.metadata_db),
     )
-    if not instance.config_file.exists() or instance.config_file.read_text() != text:
-        instance.config_file.write_text(text)
+    if instance.config_file.exists() and instance.config_file.read_text() == text:
+        return False
+    write_private(instance.config_file, text)
+    return True
 
 
 def superset_env(instance: Instance) -> dict[str, str]:
@@ -174,9 +199,13 @@ def superset_env(instance: Instance) -> dict[str, str]:
     }
 
 
-def _superset(instance: Instance, *args: str, what: str) -> None:
+def _superset(instance: Instance, *args: str, what: str, stdin: str | None = None) -> None:
+    """``superset ARGS`` (or ``python -c SCRIPT ARGS`` when ``args[0]`` is ``-c``) in
+    Superset's environment; ``stdin`` feeds it what must stay off its command line."""
+    program = instance.bin("python" if args[0] == "-c" else "superset")
     proc = subprocess.run(
-        [str(instance.bin("superset")), *args],
+        [str(program), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=superset_env(instance),
@@ -185,8 +214,9 @@ def _superset(instance: Instance, *args: str, what: str) -> None:
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).strip()
         (instance.home / "setup.log").write_text(out + "\n")
+        command = "superset " + " ".join(args[:2]) if args[0] != "-c" else "python -c ..."
         raise UserError(
-            f"`superset {' '.join(args[:2])}` ({what}) failed: {last_line(out)} "
+            f"`{command}` ({what}) failed: {last_line(out)} "
             f"(full output in {instance.home / 'setup.log'})"
         )
 
@@ -206,30 +236,12 @@ def ensure_metadata(instance: Instance, settings: Settings, created_db: bool) ->
     _superset(instance, "db", "upgrade", what="migrating the metadata database")
     _superset(
         instance,
-        "fab",
-        "create-admin",
-        "--username",
+        "-c",
+        ADMIN_SCRIPT,
         ADMIN_USER,
-        "--firstname",
-        "Antenna",
-        "--lastname",
-        "Admin",
-        "--email",
         "admin@antenna-elt.invalid",
-        "--password",
-        password,
-        what="creating the admin user",
-    )
-    # the user may exist from an earlier run whose password file was removed
-    _superset(
-        instance,
-        "fab",
-        "reset-password",
-        "--username",
-        ADMIN_USER,
-        "--password",
-        password,
-        what="setting the admin password",
+        what="creating the admin user or setting its password",
+        stdin=password + "\n",
     )
     _superset(instance, "init", what="creating roles and permissions")
     stamp.write_text(stamp_text)
@@ -373,7 +385,10 @@ def up(settings: Settings, instance: Instance) -> Running:
     created_db = ensure_metadata_database(settings, instance.metadata_db)
     ensure_reader_role(settings, instance.reader_role, instance.marts_schema, reader_password)
     say(f"read-only role {instance.reader_role} may read schema {instance.marts_schema} only")
-    write_config(instance, settings)
+    if write_config(instance, settings) and running_pid(instance) is not None:
+        # e.g. a stack upgraded to password authentication: the running Superset still
+        # connects the old way
+        say(f"configuration changed: superset {stop(instance)}")
     admin_password = ensure_metadata(instance, settings, created_db)
     say(f"superset {start(instance)}")
     bundle = render_bundle(

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from antenna_elt.devstack.superset_db import check_identifier, connect
+from antenna_elt.devstack.superset_db import connect
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import check_identifier
 from antenna_elt.settings import PROJECT_ROOT, Settings
 
 BUNDLE_DIR = PROJECT_ROOT / "dashboards"
@@ -29,7 +30,7 @@ def render_bundle(marts_schema: str, sqlalchemy_uri: str, bundle_dir: Path = BUN
     database's connection string and the marts schema."""
     import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML comes with dbt-core
 
-    check_identifier(marts_schema, "marts schema")
+    check_identifier(marts_schema, "marts schema", "analytics_marts")
     if not (bundle_dir / "metadata.yaml").exists():
         raise UserError(
             f"{bundle_dir}/metadata.yaml is missing: the dashboards bundle is incomplete"

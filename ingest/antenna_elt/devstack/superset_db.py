@@ -3,29 +3,20 @@ login role it reads the marts with."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
+from urllib.parse import quote
 
+from antenna_elt.devstack.postgres_roles import create_owned_database, set_password
 from antenna_elt.devstack.venvs import last_line
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import check_identifier
 from antenna_elt.settings import Settings
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def check_identifier(name: str, what: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise UserError(
-            f"{what} {name!r} is not a plain lowercase PostgreSQL identifier "
-            "(letters, digits, underscores)"
-        )
-    return name
 
 
 def connect(settings: Settings, dbname: str | None = None) -> Any:
     import psycopg
 
-    conninfo = settings.pg_conninfo + (f" dbname={dbname}" if dbname else "")
+    conninfo = settings.conninfo(dbname=dbname) if dbname else settings.pg_conninfo
     try:
         return psycopg.connect(conninfo, connect_timeout=5, autocommit=True)
     except psycopg.OperationalError as exc:
@@ -36,25 +27,15 @@ def connect(settings: Settings, dbname: str | None = None) -> Any:
 
 
 def ensure_metadata_database(settings: Settings, name: str) -> bool:
-    """Create Superset's metadata database if missing; True when created."""
-    from psycopg import sql
-
-    check_identifier(name, "metadata database")
-    with connect(settings, "postgres") as conn:
-        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
-            created = False
-        else:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-            created = True
-        # only Superset's own connection (the project's role) uses it
-        conn.execute(sql.SQL("revoke all on database {} from public").format(sql.Identifier(name)))
-    return created
+    """Create Superset's metadata database, owned by the project's role and closed to every
+    other role, if missing; True when created."""
+    return create_owned_database(settings, name, "metadata database")
 
 
 def drop_metadata_database(settings: Settings, name: str) -> None:
     from psycopg import sql
 
-    check_identifier(name, "metadata database")
+    check_identifier(name, "metadata database", "superset")
     with connect(settings, "postgres") as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
@@ -67,18 +48,19 @@ def ensure_reader_role(settings: Settings, reader: str, marts_schema: str, passw
     alerts."""
     from psycopg import sql
 
-    check_identifier(marts_schema, "marts schema")
-    check_identifier(reader, "reader role")
+    check_identifier(marts_schema, "marts schema", "analytics_marts")
+    check_identifier(reader, "reader role", "superset_reader")
     role, schema = sql.Identifier(reader), sql.Identifier(marts_schema)
     with connect(settings) as conn:
         owner = conn.execute("select current_user").fetchone()[0]
         if not conn.execute("select 1 from pg_roles where rolname = %s", (reader,)).fetchone():
             conn.execute(sql.SQL("create role {} login").format(role))
+        # a new role has neither SUPERUSER, REPLICATION nor BYPASSRLS, and a role that is
+        # not a superuser (the project's) may not even name them
         conn.execute(
-            sql.SQL(
-                "alter role {} with login nosuperuser nocreatedb nocreaterole noinherit password {}"
-            ).format(role, sql.Literal(password))
+            sql.SQL("alter role {} with login nocreatedb nocreaterole noinherit").format(role)
         )
+        set_password(conn, reader, password)
         conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
         # dbt (as the project's role) creates the schema on its first build; creating it
         # here lets the grants exist before that
@@ -114,16 +96,21 @@ def drop_reader_role(settings: Settings, reader: str) -> None:
     """Drop the role and every privilege granted to it (tests use a role of their own)."""
     from psycopg import sql
 
-    check_identifier(reader, "reader role")
+    check_identifier(reader, "reader role", "superset_reader")
     with connect(settings) as conn:
         if conn.execute("select 1 from pg_roles where rolname = %s", (reader,)).fetchone():
+            # the creator of a role holds ADMIN on it but not its privileges, which
+            # DROP OWNED needs (PostgreSQL 16): take them for the drop
+            conn.execute(
+                sql.SQL("grant {} to current_user with inherit true").format(sql.Identifier(reader))
+            )
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(reader)))
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(reader)))
 
 
 def reader_uri(settings: Settings, reader: str, password: str) -> str:
-    from urllib.parse import quote
-
+    """The read-only role's connection, password included: Superset keeps it encrypted
+    with its secret key in the metadata database."""
     host = settings.pg_env.get("PGHOST", "127.0.0.1")
     port = settings.pg_env.get("PGPORT", str(settings.pg_port))
     dbname = settings.pg_env.get("PGDATABASE", "antenna_elt")
@@ -131,11 +118,11 @@ def reader_uri(settings: Settings, reader: str, password: str) -> str:
 
 
 def metadata_uri(settings: Settings, dbname: str) -> str:
-    from urllib.parse import quote
-
+    """Superset's own connection, as the project's role, without a password: libpq finds
+    it in the local stack's password file (``passfile``), or in the user's own PGPASSWORD
+    or ~/.pgpass for an external server."""
     host = settings.pg_env.get("PGHOST", "127.0.0.1")
     port = settings.pg_env.get("PGPORT", str(settings.pg_port))
-    user = settings.pg_env.get("PGUSER", "antenna_elt")
-    password = settings.pg_env.get("PGPASSWORD")
-    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return f"postgresql+psycopg2://{auth}@{host}:{port}/{dbname}"
+    user = quote(settings.pg_env.get("PGUSER", "antenna_elt"), safe="")
+    query = "".join(f"?passfile={quote(v, safe='/')}" for v in settings.pg_child_env.values())
+    return f"postgresql+psycopg2://{user}@{host}:{port}/{dbname}{query}"

@@ -127,12 +127,13 @@ class Runner:
                     spawn_worker,
                 )
             )
-        self.speed = DbtStep(self.home, "postgres", settings.raw_schema, clock=clock)
+        libpq = settings.pg_child_env  # the local PostgreSQL's password file
+        self.speed = DbtStep(self.home, "postgres", settings.raw_schema, clock=clock, env=libpq)
         self.freshness = DbtStep(
-            self.home, "postgres", settings.raw_schema, name="freshness", clock=clock
+            self.home, "postgres", settings.raw_schema, name="freshness", clock=clock, env=libpq
         )
         self.batch = (
-            DbtStep(self.home, options.warehouse, settings.raw_schema, clock=clock)
+            DbtStep(self.home, options.warehouse, settings.raw_schema, clock=clock, env=libpq)
             if options.warehouse != "none"
             else None
         )

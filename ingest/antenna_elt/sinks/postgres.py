@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from antenna_elt.errors import UserError
+from antenna_elt.identifiers import check_identifier
 from antenna_elt.ingest.batch import Batch, RejectRow, Row
 from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
 from antenna_elt.pgddl import run_ddl
@@ -83,7 +84,8 @@ class PostgresSink:
     def __init__(self, conninfo: str, schema: str, consumer_group: str):
         # libpq also reads PGPASSWORD, PGSSLMODE, ... from the environment itself
         self.conninfo = conninfo
-        self.schema = schema
+        # written into every statement below: a plain name only (the CLI checks it first)
+        self.schema = check_identifier(schema, "landing schema", "raw")
         self.group = consumer_group
         self.description = f"PostgreSQL {schema}.device_usage"
         self._conn: Any = None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,39 @@ def signal_tree(pid: int, signum: int) -> None:
             os.kill(target, signum)
         except ProcessLookupError:
             continue
+
+
+@contextlib.contextmanager
+def recorded_command_lines() -> Iterator[tuple[list[str], set[str]]]:
+    """While inside: the command line of every process this process starts (first list),
+    and every command line seen in /proc on the whole machine, sampled every 0.1 s (the
+    set): what `ps` shows any user."""
+    started: list[str] = []
+    seen: set[str] = set()
+    real_popen = subprocess.Popen
+
+    class RecordingPopen(real_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+            started.append(args if isinstance(args, str) else " ".join(map(str, args)))
+            super().__init__(args, *rest, **kwargs)
+
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    seen.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    subprocess.Popen = RecordingPopen  # type: ignore[misc]
+    sampler.start()
+    try:
+        yield started, seen
+    finally:
+        subprocess.Popen = real_popen  # type: ignore[misc]
+        done.set()
+        sampler.join()

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ import psycopg
 import pytest
 import yaml
 from conftest import run_cli
-from helpers import ingest_until_caught_up, unique_group
+from helpers import ingest_until_caught_up, recorded_command_lines, unique_group
 
 from antenna_elt.dbt import run_dbt
 from antenna_elt.devstack import superset as dashboards
@@ -84,6 +85,8 @@ class Served:
     breaches_read_after_build: int
     """user_quota_limit rows the reader could read right after `dbt build` re-created it"""
     seen: dict[str, DashboardSeen]
+    command_lines: list[str]
+    """every command line started by, or seen in /proc during, `dashboards up`"""
 
 
 def reader_conninfo(settings: Settings, role: str, password: str) -> str:
@@ -296,7 +299,9 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             row = conn.execute(f"select count(*) from {marts_schema}.user_quota_limit").fetchone()
             breaches_read_after_build = int(row[0]) if row else -1
         try:
-            running = dashboards.up(settings, instance)
+            with recorded_command_lines() as (started, in_proc):
+                running = dashboards.up(settings, instance)
+            command_lines = [*started, *sorted(in_proc)]
         except UserError as exc:
             pytest.fail(
                 f"Superset could not be started: {exc}\n{tail(instance.logfile)}",
@@ -315,6 +320,7 @@ def served(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             reader_password,
             breaches_read_after_build,
             seen,
+            command_lines,
         )
     finally:
         dashboards.stop(instance)
@@ -500,3 +506,32 @@ def wait_for_new_hour(served: Served, hour: str, timeout: float) -> None:
             return
         time.sleep(2)
     raise AssertionError(f"the runner built no marts for {hour} within {timeout:.0f} s")
+
+
+def test_no_password_is_on_a_command_line_of_the_deployer(served: Served) -> None:
+    """Superset's admin password (and the reader's, and the project's) never appear on a
+    command line: `ps` shows those to every user of the machine."""
+    pgpass = served.settings.secrets_dir / "pgpass"
+    passwords = {
+        "admin password": served.running.admin_password,
+        "reader's password": served.reader_password,
+        "secret key": served.instance.home.joinpath("secret-key").read_text().strip(),
+        "project role's password": pgpass.read_text().split(":")[-1].strip(),
+    }
+    started = [line for line in served.command_lines if str(served.instance.venv) in line]
+    assert any("db upgrade" in line for line in started), "the deployer's commands were seen"
+    for name, password in passwords.items():
+        assert len(password) >= 20, name
+        leaks = [line[:200] for line in served.command_lines if password in line]
+        assert leaks == [], f"the {name} is on a command line"
+
+
+def test_the_config_and_secrets_of_superset_are_private(served: Served) -> None:
+    home = served.instance.home
+    config = served.instance.config_file.read_text()
+    for secret in ("admin-password", "reader-password", "secret-key"):
+        path = home / secret
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert path.read_text().strip() not in config
+    assert stat.S_IMODE(served.instance.config_file.stat().st_mode) == 0o600
+    assert "password" not in config.lower()

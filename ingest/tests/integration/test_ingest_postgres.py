@@ -154,5 +154,7 @@ def test_bad_schema_name_is_refused_before_connecting() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "antenna-elt: error: --schema 'raw; drop' is not a plain lower-case SQL identifier; use e.g. raw"
+        "antenna-elt ingest postgres: error: argument --schema: 'raw; drop' is not a plain SQL "
+        "name: use lower-case letters, digits and _, not starting with a digit, at most 63 "
+        "characters (e.g. raw) (see antenna-elt ingest postgres --help)"
     ]

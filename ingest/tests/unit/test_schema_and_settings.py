@@ -64,7 +64,11 @@ def test_the_renderings_keep_the_types_the_warehouses_have() -> None:
 def test_settings_defaults_point_at_the_local_stack() -> None:
     settings = load_settings({})
     assert settings.kafka_bootstrap_servers == "127.0.0.1:19092"
-    assert settings.pg_conninfo == "host=127.0.0.1 port=15432 user=antenna_elt dbname=antenna_elt"
+    passfile = PROJECT_ROOT / ".stack" / "secrets" / "pgpass"
+    assert settings.pg_conninfo == (
+        f"host=127.0.0.1 port=15432 user=antenna_elt dbname=antenna_elt passfile={passfile}"
+    )
+    assert settings.pg_child_env == {"PGPASSFILE": str(passfile)}
     assert (settings.raw_schema, settings.marts_schema) == ("raw", "analytics_marts")
     assert (settings.superset_port, settings.s3_endpoint) == (8088, None)
     assert settings.lake_uri == (PROJECT_ROOT / ".stack" / "lake").as_uri()
