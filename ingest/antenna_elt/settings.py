@@ -21,6 +21,7 @@ DEFAULT_PG_USER = "antenna_elt"
 DEFAULT_PG_DATABASE = "antenna_elt"
 DEFAULT_SUPERSET_PORT = 8088
 DEFAULT_DBT_SCHEMA = "analytics"
+DEFAULT_SPARK_MASTER = "local[2]"
 MARTS_CUSTOM_SCHEMA = "marts"
 """The ``+schema`` of ``models/marts`` in dbt_project.yml."""
 
@@ -95,6 +96,16 @@ class Settings:
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
     notify_failpoint: str | None = None
     """ANTENNA_ELT_NOTIFY_FAILPOINT: fault injection for the tests (``after-publish``)."""
+    spark_master: str = DEFAULT_SPARK_MASTER
+    """ANTENNA_ELT_SPARK_MASTER: Spark master of ``ingest spark`` run as a plain command
+    (default ``local[2]``); ignored under spark-submit, which sets its own."""
+    spark_checkpoints: str = ""
+    """ANTENNA_ELT_SPARK_CHECKPOINTS: where ``ingest spark`` keeps its streaming
+    checkpoints, a path or a URI Spark writes (default ``<home>/spark/checkpoints``; on a
+    cluster a shared one: hdfs://, s3a://, gs://, dbfs:/)."""
+    spark_submitted: bool = False
+    """True when running under spark-submit (it sets PYSPARK_GATEWAY_PORT for the Python
+    driver): the session comes from spark-submit's configuration."""
 
     @property
     def pg_conninfo(self) -> str:
@@ -172,6 +183,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             location=env.get("BIGQUERY_LOCATION") or None,
         ),
         notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
+        spark_master=env.get("ANTENNA_ELT_SPARK_MASTER") or DEFAULT_SPARK_MASTER,
+        spark_checkpoints=env.get("ANTENNA_ELT_SPARK_CHECKPOINTS")
+        or str(home / "spark" / "checkpoints"),
+        spark_submitted=bool(env.get("PYSPARK_GATEWAY_PORT")),
     )
 
 
