@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def get_session(
     logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder.appName(app_name)
     if not submitted:
+        # pyspark starts the executors' Python workers with PYSPARK_PYTHON (not the
+        # spark.pyspark.python setting): they must run this interpreter, which has the project
+        os.environ["PYSPARK_PYTHON"] = sys.executable
         for key, value in local_conf(master, app_name, extra).items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from antenna_elt.dbt_runner import query_duckdb, run_dbt
-from antenna_elt.sink_lake import event_schema
+from antenna_elt.dbt import query_duckdb, run_dbt
+from antenna_elt.sinks.lake.parquet import event_schema
 
 START = datetime(2026, 11, 24, 8, tzinfo=UTC)
 ANTENNAS = ("a1000000-0000-4000-8000-000000000001", "a2000000-0000-4000-8000-000000000002")
