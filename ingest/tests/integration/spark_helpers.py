@@ -1,6 +1,7 @@
 """Helpers of the Spark tests: run `antenna-elt ingest spark` as a process (to kill it),
-read the lake back without ingest times, and read what `dbt build --target spark` built
-through its Hive metastore (in a child process: Derby lets one JVM open it at a time)."""
+read the lake back without ingest times, and read the tables `dbt build --target spark`
+built from their Parquet folders (no JVM: dbt-spark's Derby metastore lets one process open
+it at a time, and a Spark session costs half a minute)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,65 +60,30 @@ def committed_offsets(lake: Path, group: str, topic: str) -> dict[int, int]:
     return result
 
 
-_READER = r"""
-import json, sys
-from pyspark.sql import SparkSession
-conf, queries = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-builder = SparkSession.builder.enableHiveSupport()
-for key, value in conf.items():
-    builder = builder.config(key, value)
-spark = builder.getOrCreate()
-out = {}
-for name, sql in queries.items():
-    out[name] = [
-        [v.isoformat() if hasattr(v, "isoformat") else v for v in row]
-        for row in spark.sql(sql).collect()
-    ]
-spark.stop()
-print("RESULT " + json.dumps(out))
-"""
+def read_spark_table(
+    dbt_dir: Path, schema: str, table: str, columns: list[str]
+) -> list[tuple[Any, ...]]:
+    """The rows of a table dbt built on Spark, read from its Parquet folder in the local
+    warehouse (`<schema>.db/<table>/<partition>=<value>/part-*.parquet`) without a JVM:
+    partition values come from the folder names, timestamps as naive UTC datetimes."""
+    import pyarrow.dataset as ds
 
-
-def spark_dbt_conf(dbt_dir: Path) -> dict[str, str]:
-    """The dbt profile's session settings (profiles.yml.example, target spark)."""
-    return {
-        "spark.master": "local[2]",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.sql.warehouse.dir": f"{dbt_dir}/warehouse",
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
-            f"jdbc:derby:;databaseName={dbt_dir}/metastore_db;create=true"
-        ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={dbt_dir}",
-    }
-
-
-def query_spark_warehouse(
-    dbt_dir: Path, queries: dict[str, str]
-) -> dict[str, list[tuple[Any, ...]]]:
-    """Run ``queries`` on the tables dbt built on Spark; timestamps come back as naive UTC
-    datetimes, like PostgreSQL's and DuckDB's."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _READER, json.dumps(spark_dbt_conf(dbt_dir)), json.dumps(queries)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "TZ": "UTC"},
-        timeout=600,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    raw = json.loads(lines[-1].removeprefix("RESULT "))
-    return {name: [tuple(_value(v) for v in row) for row in rows] for name, rows in raw.items()}
+    folder = dbt_dir / "warehouse" / f"{schema}.db" / table
+    data = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+    rows = data.select(columns).to_pylist()
+    return [tuple(_value(row[c]) for c in columns) for row in rows]
 
 
 def _value(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+    """A partition value from a folder name (`2026-11-24 08:00:00`) as a datetime; Spark's
+    INT96 timestamps (nanoseconds, read as pandas timestamps) as datetimes."""
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, str) and len(value) == 19 and value[4] == "-" and value[13] == ":":
         try:
             return datetime.fromisoformat(value)
         except ValueError:
             return value
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value
