@@ -197,9 +197,11 @@ def _register_lake(sub: Any) -> None:
 def run_spark(args: argparse.Namespace, settings: Settings) -> int:
     from antenna_elt.sinks.lake.storage import LakeLocation
     from antenna_elt.spark.session import get_session
-    from antenna_elt.spark.stream import SparkIngest, StreamOptions
+    from antenna_elt.spark.stream import SparkIngest, StreamOptions, kafka_partitions
 
     topic = args.topic or settings.topic
+    # before starting a JVM: Spark's source waits forever on an unreachable broker
+    kafka_partitions(settings.kafka_bootstrap_servers, topic)
     group = args.group or f"antenna-elt-{args.sink}"
     writer: Any
     if args.sink == "lake":
