@@ -15,7 +15,7 @@ from warehouse import Warehouse
 
 from antenna_elt.devstack.conventions import check_target
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT_FILES = ("models", "macros", "tests", "seeds", "dbt_project.yml", "dbt-bouncer.yml")
 
 

@@ -21,7 +21,7 @@ from antenna_elt.devstack.looker.dashboards import DASHBOARDS
 from antenna_elt.devstack.looker.dbt_project import Project, load_project, parse_manifest
 from antenna_elt.devstack.looker.generate import differences, generate, render, write
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOOKER = ROOT / "looker"
 
 
