@@ -34,6 +34,7 @@ from antenna_elt.dbt import run_dbt
 from antenna_elt.devstack import superset as dashboards
 from antenna_elt.devstack import superset_db
 from antenna_elt.devstack.processes import tail
+from antenna_elt.devstack.superset_bundle import MARTS_READ
 from antenna_elt.errors import UserError
 from antenna_elt.settings import Settings
 from antenna_elt.sim import ledger as ledger_module
@@ -240,7 +241,7 @@ def test_every_dataset_is_a_plain_read_of_a_model_its_dashboards_exposure_lists(
         for metric in config["metrics"]:
             assert SIMPLE_METRIC.match(metric["expression"]), (path.name, metric["expression"])
         read.add(config["table_name"])
-    assert read == superset_reads == set(dashboards.MARTS_READ)
+    assert read == superset_reads == set(MARTS_READ)
 
 
 @pytest.fixture(scope="module")
