@@ -5,6 +5,9 @@
    doing nothing, at 1M events; peak memory of the ingestor (process + writer) at 1M and
    5M events. The lake ingestor (`antenna-elt ingest lake --until-caught-up`) on the same
    1M-event topic against the same ceiling, with the files it leaves per hour.
+   With BENCH_PARTS including `spark`: `ingest spark` (local[2]) into the lake and into
+   PostgreSQL next to `ingest lake` and `ingest postgres`, on one topic, against the same
+   ceiling, with each one's start-up time (bench/spark.py).
 2. dbt: models built from scratch (`dbt seed` + `dbt run --full-refresh`) and incrementally
    after one more hour of events, with 1M and 10M events of history, on PostgreSQL and
    DuckDB; how the incremental time grows with history; and the data tests' time (they
@@ -37,6 +40,7 @@ from antenna_elt.settings import PROJECT_ROOT, load_settings
 from bench.fuzz import bench_fuzz
 from bench.ingest_postgres import consume_only, ingest_postgres
 from bench.lake import bench_lake
+from bench.spark import bench_ingestors
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
@@ -205,7 +209,7 @@ def timed_build(
 
 def bench_dbt(settings: Any, histories: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for target in os.environ.get("BENCH_TARGETS", "postgres,duckdb").split(","):
+    for target in os.environ.get("BENCH_TARGETS", "postgres,duckdb,spark").split(","):
         for history in histories:
             tag = uuid.uuid4().hex[:6]
             raw_schema, schema = f"bench_raw_{tag}", f"bench_dbt_{tag}"
@@ -216,6 +220,7 @@ def bench_dbt(settings: Any, histories: list[int]) -> dict[str, Any]:
                 "ANTENNA_ELT_DBT_SCHEMA": schema,
                 "ANTENNA_ELT_LAKE": lake.as_uri(),
                 "ANTENNA_ELT_DUCKDB_PATH": str(RESULTS / f"warehouse-{tag}.duckdb"),
+                "ANTENNA_ELT_SPARK_DBT_DIR": str(RESULTS / f"spark-dbt-{tag}"),
             }
             log(f"dbt {target}: {history:,} events of history ({hours} hours)")
             try:
@@ -237,8 +242,10 @@ def bench_dbt(settings: Any, histories: list[int]) -> dict[str, Any]:
                     drop_schemas(settings, raw_schema)
                     drop_schemas(settings, schema)
                 subprocess.run(
-                    ["rm", "-rf", str(lake), env["ANTENNA_ELT_DUCKDB_PATH"]], check=False
-                )
+                    ["rm", "-rf", str(lake), env["ANTENNA_ELT_DUCKDB_PATH"],
+                     env["ANTENNA_ELT_SPARK_DBT_DIR"]],
+                    check=False,
+                )  # fmt: skip
             entry = {
                 "full_run_s": round(full[0], 1),
                 "incremental_run_s": round(incremental[0], 1),
@@ -255,6 +262,28 @@ def bench_dbt(settings: Any, histories: list[int]) -> dict[str, Any]:
     return out
 
 
+def bench_spark_ingest(settings: Any, events: int) -> dict[str, Any]:
+    """`ingest spark` and the Python ingestors on one topic of `events` messages."""
+    topic = f"bench-{uuid.uuid4().hex[:6]}"
+    schema = f"bench_spark_{uuid.uuid4().hex[:6]}"
+    work = RESULTS / f"spark-{topic}"
+    create_topic(settings, topic)
+    try:
+        log(f"producing {events:,} events to {topic}")
+        simulate(topic, events)
+        log("consume-only ceiling (kafka-python, same settings, same topic)")
+        ceiling = consume_only(settings.kafka_bootstrap_servers, topic, events)
+        log("ingest lake, ingest spark, ingest postgres, ingest spark --sink postgres")
+        out = {"consume_only_events_per_s": round(ceiling)}
+        out.update(bench_ingestors(topic, events, ceiling, work, schema, dict(os.environ)))
+        log(json.dumps(out))
+        return out
+    finally:
+        delete_topic(settings, topic)
+        drop_schemas(settings, schema)
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
 def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
@@ -262,7 +291,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,dbt,run,fuzz").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,spark,dbt,run,fuzz").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -271,6 +300,8 @@ def main() -> int:
     }
     if "ingest" in parts:
         results["ingest_postgres"], results["ingest_lake"] = bench_ingest(settings, events, big)
+    if "spark" in parts:
+        results["ingest_spark"] = bench_spark_ingest(settings, events)
     if "dbt" in parts:
         results["dbt"] = bench_dbt(settings, histories)
     if "run" in parts:

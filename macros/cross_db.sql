@@ -18,6 +18,10 @@
     unix_seconds({{ column }})
 {%- endmacro %}
 
+{% macro spark__epoch_seconds(column) -%}
+    unix_seconds({{ column }})
+{%- endmacro %}
+
 
 {#- An instant (timestamp with time zone) from epoch seconds: for filters on event time. -#}
 {% macro epoch_to_instant(expression) -%}
@@ -29,6 +33,10 @@
 {%- endmacro %}
 
 {% macro bigquery__epoch_to_instant(expression) -%}
+    timestamp_seconds({{ expression }})
+{%- endmacro %}
+
+{% macro spark__epoch_to_instant(expression) -%}
     timestamp_seconds({{ expression }})
 {%- endmacro %}
 
@@ -47,6 +55,11 @@
 {%- endmacro %}
 
 {% macro bigquery__epoch_to_timestamp(expression) -%}
+    timestamp_seconds({{ expression }})
+{%- endmacro %}
+
+{#- Spark's timestamp is an instant shown in the session time zone, UTC in the profile. -#}
+{% macro spark__epoch_to_timestamp(expression) -%}
     timestamp_seconds({{ expression }})
 {%- endmacro %}
 
@@ -92,4 +105,25 @@
 
 {% macro bigquery__type_double() -%}
     float64
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
+{%- endmacro %}
+
+
+{#- How an incremental mart is partitioned where the incremental strategy needs it: on
+    Spark, insert_overwrite replaces the partitions the increment produces, so each mart is
+    partitioned by the bucket its increment always rebuilds whole (its window or hour).
+    Elsewhere none (delete+insert and merge work on the unique key). -#}
+{% macro ingest_partition_by(column) -%}
+    {{ return(adapter.dispatch('ingest_partition_by', 'antenna_elt')(column)) }}
+{%- endmacro %}
+
+{% macro default__ingest_partition_by(column) -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro spark__ingest_partition_by(column) -%}
+    {{ return([column]) }}
 {%- endmacro %}

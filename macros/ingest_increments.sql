@@ -28,7 +28,7 @@
     of each build), ingest_watermarks (low and high of each incremental model) and, on DuckDB,
     lake_files (the Parquet files each build registered). -#}
 {% macro ingest_state_relation(name) -%}
-    {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier=name)) }}
+    {{ return(api.Relation.create(database=target.get('database'), schema=target.schema, identifier=name)) }}
 {%- endmacro %}
 
 
@@ -77,6 +77,81 @@
 {%- endmacro %}
 
 
+{#- Spark over the lake: the lake's folders as external Parquet tables in the raw schema
+    (var raw_schema: one per lake), its files registered in `<raw schema>.lake_files` with the
+    number of the build that first saw each (a registry every target on the metastore shares:
+    numbers only grow, so each target's own watermarks stay valid), and views
+    `device_usage` (registered files only, with their ingest_seq) and
+    `device_usage_rejects` that the source `raw` reads. Spark SQL runs one statement at a
+    time, and its Parquet tables take no delete or update: the bookkeeping is append-only. -#}
+{% macro spark__start_ingest_build() -%}
+    {%- set raw = var('raw_schema') -%}
+    {%- set lake = spark_lake_location() -%}
+    {%- set files = api.Relation.create(schema=raw, identifier='lake_files') -%}
+    {%- set statements = [
+        'create schema if not exists ' ~ target.schema,
+        'create schema if not exists ' ~ raw,
+        'create table if not exists ' ~ raw ~ '.lake_device_usage (' ~ spark_lake_columns('device_usage') ~ ")
+            using parquet options (recursiveFileLookup 'true') location '" ~ lake ~ "/device_usage'",
+        'alter table ' ~ raw ~ ".lake_device_usage set location '" ~ lake ~ "/device_usage'",
+        'refresh table ' ~ raw ~ '.lake_device_usage',
+        'create table if not exists ' ~ raw ~ '.lake_device_usage_rejects (' ~ spark_lake_columns('device_usage_rejects') ~ ")
+            using parquet options (recursiveFileLookup 'true') location '" ~ lake ~ "/device_usage_rejects'",
+        'alter table ' ~ raw ~ ".lake_device_usage_rejects set location '" ~ lake ~ "/device_usage_rejects'",
+        'refresh table ' ~ raw ~ '.lake_device_usage_rejects',
+        'create table if not exists ' ~ files ~ ' (file_path string, ingest_seq bigint, registered_at timestamp) using parquet',
+        'insert into ' ~ files ~ '
+            select found.file_path, registered.next_seq, current_timestamp()
+            from (select distinct _metadata.file_path as file_path from ' ~ raw ~ '.lake_device_usage) as found
+            cross join (select coalesce(max(ingest_seq), 0) + 1 as next_seq from ' ~ files ~ ') as registered
+            left anti join ' ~ files ~ ' as known
+                on found.file_path = known.file_path',
+        'create or replace view ' ~ raw ~ '.device_usage as
+            select
+                events.event_time, events.id, events.antenna_id, events.bytes, events.app,
+                events.kafka_topic, events.kafka_partition, events.kafka_offset, events.ingested_at,
+                files.ingest_seq
+            from (select *, _metadata.file_path as file_path from ' ~ raw ~ '.lake_device_usage) as events
+            inner join ' ~ files ~ ' as files
+                on events.file_path = files.file_path',
+        'create or replace view ' ~ raw ~ '.device_usage_rejects as
+            select kafka_topic, kafka_partition, kafka_offset, raw_value, reason, ingested_at
+            from ' ~ raw ~ '.lake_device_usage_rejects',
+        'create table if not exists ' ~ ingest_state_relation('ingest_builds') ~ '
+            (invocation_id string, high_seq bigint, started_epoch bigint) using parquet',
+        'create table if not exists ' ~ ingest_state_relation('ingest_watermarks') ~ '
+            (model_name string, low_seq bigint, high_seq bigint, invocation_id string, built_at timestamp) using parquet',
+    ] -%}
+    {%- if execute -%}
+        {%- for statement in statements -%}
+            {%- do run_query(statement) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    insert into {{ ingest_state_relation('ingest_builds') }}
+    select '{{ invocation_id }}', {{ ingest_current_high() }}, {{ ingest_build_started_epoch() }}
+{%- endmacro %}
+
+
+{#- The columns of the lake's Parquet files (ingest/antenna_elt/schema.py, in_lake columns;
+    a unit test compares them). -#}
+{% macro spark_lake_columns(table) -%}
+    {%- if table == 'device_usage' -%}
+    event_time timestamp, id string, antenna_id string, bytes bigint, app string,
+    kafka_topic string, kafka_partition int, kafka_offset bigint, ingested_at timestamp
+    {%- else -%}
+    kafka_topic string, kafka_partition int, kafka_offset bigint, raw_value binary, reason string,
+    ingested_at timestamp
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The lake as Spark names it (s3:// is s3a:// to Hadoop). -#}
+{% macro spark_lake_location() -%}
+    {%- set lake = env_var('ANTENNA_ELT_LAKE', '.stack/lake') -%}
+    {{ return('s3a://' ~ lake[5:] if lake.startswith('s3://') else lake) }}
+{%- endmacro %}
+
+
 {#- When this build started (epoch seconds): rendered with the hook, so before any of its SQL
     runs (before the lake's files are listed). -#}
 {% macro ingest_build_started_epoch() -%}
@@ -118,10 +193,14 @@
     (select coalesce(max(ingest_seq), 0) + 1 from {{ ingest_state_relation('lake_files') }})
 {%- endmacro %}
 
+{% macro spark__ingest_current_high() -%}
+    (select coalesce(max(ingest_seq), 0) + 1 from {{ var('raw_schema') }}.lake_files)
+{%- endmacro %}
+
 {% macro bigquery__ingest_current_high() -%}
     {#- the loads `antenna-elt load bigquery` recorded next to the raw table -#}
     (select coalesce(max(load_seq), 0) + 1
-    from {{ api.Relation.create(database=target.database, schema=var('raw_schema'), identifier='lake_loads') }})
+    from {{ api.Relation.create(database=target.get('database'), schema=var('raw_schema'), identifier='lake_loads') }})
 {%- endmacro %}
 
 
@@ -188,7 +267,14 @@
     {%- if adapter.get_relation(watermarks.database, watermarks.schema, watermarks.identifier) is none -%}
         {{ return(default) }}
     {%- endif -%}
-    {{ return(_ingest_scalar("select high_seq from " ~ watermarks ~ " where model_name = '" ~ model_name ~ "'", default)) }}
+    {{ return(_ingest_scalar(_ingest_watermark_query(watermarks, model_name, 'high_seq'), default)) }}
+{%- endmacro %}
+
+
+{#- A model's recorded watermark: its newest row (one row a model where the engine upserts;
+    on Spark the table is append-only). -#}
+{% macro _ingest_watermark_query(watermarks, model_name, column) -%}
+    {{ return("select " ~ column ~ " from " ~ watermarks ~ " where model_name = '" ~ model_name ~ "' order by built_at desc, high_seq desc limit 1") }}
 {%- endmacro %}
 
 
@@ -424,6 +510,20 @@
 {%- endmacro %}
 
 
+{% macro spark__record_ingest_watermark() -%}
+    {#- no upsert on Parquet tables: a row a build (the newest is read). Not atomic with the
+        mart's rows: a crash in between leaves the old watermark, and the next build rebuilds
+        the same windows again, which gives the same rows. -#}
+    insert into {{ ingest_state_relation('ingest_watermarks') }}
+    select
+        '{{ this.identifier }}',
+        {{ 0 if should_full_refresh() else ingest_watermark(this.identifier, 0) }},
+        {{ ingest_high() }},
+        '{{ invocation_id }}',
+        current_timestamp()
+{%- endmacro %}
+
+
 {#- What a data test of `model_name` compares: the events below the high the model was built
     to (so that a build running beside ingestion raises no false alarm), in every bucket
     (var ingest_test_scope 'all', the default) or only in the buckets its last build touched
@@ -436,7 +536,7 @@
         {{ return({'low': 0, 'high': high, 'ranges': none}) }}
     {%- endif -%}
     {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
-    {%- set low = _ingest_scalar("select low_seq from " ~ watermarks ~ " where model_name = '" ~ model_name ~ "'", 0) if execute else 0 -%}
+    {%- set low = _ingest_scalar(_ingest_watermark_query(watermarks, model_name, 'low_seq'), 0) if execute else 0 -%}
     {{ return({'low': low, 'high': high, 'ranges': ingest_touched_ranges(grain, low, high, after, to_hour_end)}) }}
 {%- endmacro %}
 

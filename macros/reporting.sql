@@ -35,3 +35,7 @@
 {% macro bigquery__minute_label(timestamp_expression) -%}
     format_timestamp('%Y-%m-%d %H:%M', {{ timestamp_expression }})
 {%- endmacro %}
+
+{% macro spark__minute_label(timestamp_expression) -%}
+    date_format({{ timestamp_expression }}, 'yyyy-MM-dd HH:mm')
+{%- endmacro %}

@@ -24,6 +24,7 @@ DEFAULT_PG_DATABASE = "antenna_elt"
 DEFAULT_SUPERSET_PORT = 8088
 DEFAULT_AIRFLOW_PORT = 8090
 DEFAULT_DBT_SCHEMA = "analytics"
+DEFAULT_SPARK_MASTER = "local[2]"
 MARTS_CUSTOM_SCHEMA = "marts"
 """The ``+schema`` of ``models/marts`` in dbt_project.yml."""
 DEFAULT_FUTURE_SKEW = 300
@@ -136,6 +137,16 @@ class Settings:
     """ANTENNA_ELT_FUTURE_SKEW: seconds an event time may be ahead of its Kafka record's
     time (capped by the ingestor's clock) before both ingestors reject it as
     ``timestamp_in_future`` (contract.future_bound)."""
+    spark_master: str = DEFAULT_SPARK_MASTER
+    """ANTENNA_ELT_SPARK_MASTER: Spark master of ``ingest spark`` run as a plain command
+    (default ``local[2]``); ignored under spark-submit, which sets its own."""
+    spark_checkpoints: str = ""
+    """ANTENNA_ELT_SPARK_CHECKPOINTS: where ``ingest spark`` keeps its streaming
+    checkpoints, a path or a URI Spark writes (default ``<home>/spark/checkpoints``; on a
+    cluster a shared one: hdfs://, s3a://, gs://, dbfs:/)."""
+    spark_submitted: bool = False
+    """True when running under spark-submit (it sets PYSPARK_GATEWAY_PORT for the Python
+    driver): the session comes from spark-submit's configuration."""
 
     @property
     def pg_conninfo(self) -> str:
@@ -233,6 +244,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
         future_skew=_env_non_negative(env, "ANTENNA_ELT_FUTURE_SKEW", DEFAULT_FUTURE_SKEW),
+        spark_master=env.get("ANTENNA_ELT_SPARK_MASTER") or DEFAULT_SPARK_MASTER,
+        spark_checkpoints=env.get("ANTENNA_ELT_SPARK_CHECKPOINTS")
+        or str(home / "spark" / "checkpoints"),
+        spark_submitted=bool(env.get("PYSPARK_GATEWAY_PORT")),
     )
 
 

@@ -6,6 +6,7 @@
     config(
         materialized='incremental',
         unique_key=['timestamp', 'id', 'type'],
+        partition_by=ingest_partition_by('timestamp'),
         indexes=[{'columns': ['timestamp']}],
     )
 }}

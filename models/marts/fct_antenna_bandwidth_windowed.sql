@@ -3,6 +3,7 @@
     config(
         materialized='incremental',
         unique_key=['window_epoch', 'antenna_id'],
+        partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],
     )
 }}

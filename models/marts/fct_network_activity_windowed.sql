@@ -11,6 +11,7 @@
     config(
         materialized='incremental',
         unique_key=['window_epoch'],
+        partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],
     )
 }}

@@ -4,6 +4,7 @@
     config(
         materialized='incremental',
         unique_key=['hour_epoch', 'user_id'],
+        partition_by=ingest_partition_by('hour_epoch'),
         indexes=[{'columns': ['hour_epoch']}],
     )
 }}

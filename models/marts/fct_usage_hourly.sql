@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['hour_epoch', 'antenna_id', 'device_id', 'app'],
+        partition_by=ingest_partition_by('hour_epoch'),
         indexes=[{'columns': ['hour_epoch']}],
     )
 }}

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['window_epoch', 'antenna_id', 'device_id', 'app'],
+        partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],
     )
 }}

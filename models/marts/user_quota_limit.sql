@@ -3,6 +3,7 @@
     config(
         materialized='incremental',
         unique_key=['email', 'timestamp'],
+        partition_by=ingest_partition_by('timestamp'),
     )
 }}
 

@@ -1,4 +1,4 @@
-"""``antenna-elt ingest postgres|lake``: the ingestors' command line; the ingestors are
+"""``antenna-elt ingest postgres|lake|spark``: the ingestors' command line; the ingestors are
 :mod:`antenna_elt.ingest` (the loop) and :mod:`antenna_elt.sinks`."""
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def register(subparsers: Any) -> None:
     pg.set_defaults(func=run_postgres)
 
     _register_lake(sub)
+    _register_spark(sub)
 
 
 def _register_lake(sub: Any) -> None:
@@ -201,3 +202,148 @@ def _register_lake(sub: Any) -> None:
         help="rows per Parquet row group (default: 131072)",
     )
     p.set_defaults(func=run_lake)
+
+
+def run_spark(args: argparse.Namespace, settings: Settings) -> int:
+    from antenna_elt.sinks.lake.storage import LakeLocation
+    from antenna_elt.spark.session import get_session
+    from antenna_elt.spark.stream import SparkIngest, StreamOptions, kafka_partitions
+
+    topic = args.topic or settings.topic
+    # before starting a JVM: Spark's source waits forever on an unreachable broker
+    kafka_partitions(settings.kafka_bootstrap_servers, topic)
+    group = args.group or f"antenna-elt-{args.sink}"
+    writer: Any
+    if args.sink == "lake":
+        from antenna_elt.spark.lake import LakeBatchWriter, LakeConfig
+
+        lake_uri = args.lake or settings.lake_uri
+        LakeLocation.parse(lake_uri)
+        config = LakeConfig(
+            lake_uri,
+            group,
+            close_grace=args.close_grace,
+            row_group_rows=args.row_group_rows,
+            s3_endpoint=settings.s3_endpoint,
+        )
+        writer = LakeBatchWriter(config, topic)
+    else:
+        from antenna_elt.spark.postgres import PostgresBatchWriter
+
+        schema = settings.raw_schema if args.schema is None else args.schema
+        writer = PostgresBatchWriter(settings.pg_conninfo, schema, group, topic)
+    checkpoint = args.checkpoint or f"{settings.spark_checkpoints}/{args.sink}-{group}-{topic}"
+    options = StreamOptions(
+        topic=topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        checkpoint=checkpoint,
+        trigger_seconds=args.trigger_interval,
+        available_now=args.available_now,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        log_interval=args.log_interval,
+    )
+    spark = get_session(
+        submitted=settings.spark_submitted,
+        master=args.master or settings.spark_master,
+        app_name=f"antenna-elt ingest spark ({args.sink})",
+    )
+    try:
+        job = SparkIngest(spark, writer, options)
+        job.install_signal_handlers()
+        job.run()
+    finally:
+        if not settings.spark_submitted:
+            spark.stop()
+    return 0
+
+
+def _register_spark(sub: Any) -> None:
+    """Add ``ingest spark`` to the ``ingest`` subcommands."""
+    p = sub.add_parser(
+        "spark",
+        help="the same ingestion as a Spark Structured Streaming job (local or spark-submit)",
+        description=(
+            "Read the topic with Spark's Kafka source and land every micro-batch exactly once "
+            "with the same contract and outputs as `ingest lake` (default) or `ingest "
+            "postgres` (--sink postgres): executors validate and write, the driver commits "
+            "with the Python sinks' own protocol (lake commit records; offsets stored with "
+            "the rows). Spark's checkpoint keeps the Kafka offsets; a killed job restarts "
+            "from it and its replayed micro-batch adds nothing twice. Runs a local Spark "
+            "(--master, ANTENNA_ELT_SPARK_MASTER, local[2]) or, under spark-submit "
+            "(ingest/antenna_elt/cli/spark_submit.py), the cluster's."
+        ),
+    )
+    p.add_argument(
+        "--sink",
+        choices=["lake", "postgres"],
+        default="lake",
+        help="where micro-batches land (default: lake)",
+    )
+    p.add_argument("--topic", help="topic to consume (default: ANTENNA_ELT_TOPIC or devices)")
+    p.add_argument(
+        "--group",
+        help=(
+            "the writer's identity in the sink's offsets (lake commit log, ingest_offsets); "
+            "default antenna-elt-lake / antenna-elt-postgres, the same as the Python "
+            "ingestors, so either engine resumes where the other stopped (never run both)"
+        ),
+    )
+    p.add_argument(
+        "--checkpoint",
+        help=(
+            "Spark's checkpoint location (default: ANTENNA_ELT_SPARK_CHECKPOINTS or "
+            ".stack/spark/checkpoints, + /<sink>-<group>-<topic>)"
+        ),
+    )
+    p.add_argument(
+        "--trigger-interval",
+        type=positive_float,
+        default=10.0,
+        help="seconds between micro-batches of a running job (default: 10)",
+    )
+    p.add_argument(
+        "--available-now",
+        "--until-caught-up",
+        dest="available_now",
+        action="store_true",
+        help="process what the topic holds at start, in micro-batches, then stop (batch runs, tests)",
+    )
+    p.add_argument(
+        "--max-offsets-per-trigger",
+        type=positive_int,
+        default=100_000,
+        help="messages per micro-batch at most (default: 100000)",
+    )
+    p.add_argument(
+        "--master",
+        help="Spark master when not under spark-submit (default: ANTENNA_ELT_SPARK_MASTER or local[2])",
+    )
+    p.add_argument(
+        "--lake",
+        help="lake location: a path or file://, s3://, gs:// URI (default: ANTENNA_ELT_LAKE or .stack/lake)",
+    )
+    p.add_argument(
+        "--close-grace",
+        type=non_negative,
+        default=600.0,
+        help="seconds of lateness allowed before an hour is closed (default: 600)",
+    )
+    p.add_argument(
+        "--row-group-rows",
+        type=positive_int,
+        default=128 * 1024,
+        help="rows per Parquet row group (default: 131072)",
+    )
+    p.add_argument(
+        "--schema",
+        type=sql_name("raw"),
+        default=None,
+        help="with --sink postgres: landing schema (default: ANTENNA_ELT_RAW_SCHEMA or raw)",
+    )
+    p.add_argument(
+        "--log-interval",
+        type=positive_float,
+        default=10.0,
+        help="seconds between progress lines (default: 10)",
+    )
+    p.set_defaults(func=run_spark)

@@ -153,15 +153,28 @@ class PostgresSink:
         return {int(p): int(o) for p, o in rows}
 
     def write(self, batch: Batch) -> tuple[int, int]:
+        rows, rejects = batch.split()
+        return self.write_rows(batch.topic, rows, rejects, batch.first_offsets, batch.next_offsets)
+
+    def write_rows(
+        self,
+        topic: str,
+        rows: list[Row],
+        rejects: list[RejectRow],
+        first_offsets: dict[int, int],
+        next_offsets: dict[int, int],
+    ) -> tuple[int, int]:
+        """Write validated rows covering ``first_offsets`` up to ``next_offsets`` of each
+        partition, with those next offsets, in one transaction (the Spark ingestor's
+        driver calls this with rows its executors validated)."""
         import psycopg
 
-        rows, rejects = batch.split()
         try:
             conn = self._connection()
             with conn.transaction():
-                self._check_offsets(conn, batch)
-                self._copy(conn, batch.topic, rows, rejects)
-                self._store_offsets(conn, batch)
+                self._check_offsets(conn, topic, first_offsets)
+                self._copy(conn, topic, rows, rejects)
+                self._store_offsets(conn, topic, next_offsets)
         except StaleBatch:
             raise
         except psycopg.errors.UniqueViolation as exc:  # rejects keep a primary key
@@ -178,7 +191,7 @@ class PostgresSink:
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _check_offsets(self, conn: Any, batch: Batch) -> None:
+    def _check_offsets(self, conn: Any, topic: str, first_offsets: dict[int, int]) -> None:
         """Lock the offsets row of every partition of the batch for this transaction and
         refuse a batch that starts below the stored offset (another writer got there).
 
@@ -191,17 +204,17 @@ class PostgresSink:
         two writers never deadlock."""
         stored: dict[int, int] = {}
         with conn.cursor() as cur:
-            for partition in sorted(batch.first_offsets):
+            for partition in sorted(first_offsets):
                 cur.execute(
                     f"insert into {self.schema}.ingest_offsets as o "
                     "(consumer_group, topic, partition, next_offset) values (%s, %s, %s, -1) "
                     "on conflict (consumer_group, topic, partition) "
                     "do update set next_offset = o.next_offset returning o.next_offset",
-                    (self.group, batch.topic, partition),
+                    (self.group, topic, partition),
                 )
                 row = cur.fetchone()
                 stored[partition] = int(row[0]) if row else -1
-        for partition, first in batch.first_offsets.items():
+        for partition, first in first_offsets.items():
             if stored[partition] > first:
                 raise StaleBatch(
                     f"partition {partition} is already stored up to offset {stored[partition]} "
@@ -254,7 +267,7 @@ class PostgresSink:
                     for partition, offset, value, reason in rejects:
                         copy.write_row((topic, partition, offset, value, reason))
 
-    def _store_offsets(self, conn: Any, batch: Batch) -> None:
+    def _store_offsets(self, conn: Any, topic: str, next_offsets: dict[int, int]) -> None:
         with conn.cursor() as cur:
             cur.executemany(
                 f"insert into {self.schema}.ingest_offsets "
@@ -262,5 +275,5 @@ class PostgresSink:
                 "values (%s, %s, %s, %s, now()) "
                 "on conflict (consumer_group, topic, partition) do update "
                 "set next_offset = excluded.next_offset, updated_at = excluded.updated_at",
-                [(self.group, batch.topic, p, o) for p, o in sorted(batch.next_offsets.items())],
+                [(self.group, topic, p, o) for p, o in sorted(next_offsets.items())],
             )

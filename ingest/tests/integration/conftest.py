@@ -81,3 +81,26 @@ def duckdb_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import warehouse
 
     return warehouse.build(tmp_path_factory.mktemp("warehouse"))
+
+
+@pytest.fixture(scope="session")
+def simulated(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A fixed-seed simulated run through both Python ingestors (marts_run.py), shared by
+    test_dbt_marts.py and test_spark.py."""
+    import marts_run
+
+    yield from marts_run.simulated_run(settings, tmp_path_factory.mktemp("marts"))
+
+
+@pytest.fixture(scope="session")
+def postgres_marts(simulated: Any) -> str:
+    import marts_run
+
+    return marts_run.build_postgres_marts(simulated)
+
+
+@pytest.fixture(scope="session")
+def duckdb_marts(simulated: Any) -> str:
+    import marts_run
+
+    return marts_run.build_duckdb_marts(simulated)

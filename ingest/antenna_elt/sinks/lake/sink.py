@@ -42,12 +42,37 @@ REJECTS_FILE_NUMBER = 1000
 
 
 @dataclasses.dataclass
-class _PendingFile:
+class PendingFile:
+    """A file written under a temporary name, and the name it gets when committed."""
+
     tmp: str
     path: str
     table: str
     hour: int
     rows: int
+
+
+@dataclasses.dataclass
+class StagedPartition:
+    """What a batch staged for one partition: the offsets it covers, its counts, its
+    temporary files and the number of the commit record they were written for;
+    :meth:`LakeSink.commit` turns it into that record."""
+
+    partition: int
+    number: int
+    first_offset: int
+    next_offset: int
+    events: int
+    rejects: int
+    max_event_time: int | None
+    files: list[PendingFile]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StagedPartition:
+        return cls(**{**data, "files": [PendingFile(**f) for f in data["files"]]})
 
 
 class LakeSink:
@@ -168,7 +193,30 @@ class LakeSink:
             rows = [r for r in rows if r[5] in wanted]
             rejects = [r for r in rejects if r[0] in wanted]
 
-        numbers = {p: self.commits.next_number(heads[p][0]) for p in todo}
+        staged = self.stage(
+            topic,
+            rows,
+            rejects,
+            {p: batch.first_offsets[p] for p in todo},
+            {p: batch.next_offsets[p] for p in todo},
+            {p: self.commits.next_number(heads[p][0]) for p in todo},
+        )
+        events, rejected = self.commit(topic, staged, heads)
+        return done_events + events, done_rejects + rejected
+
+    def stage(
+        self,
+        topic: str,
+        rows: list[Row],
+        rejects: list[Any],
+        first_offsets: dict[int, int],
+        next_offsets: dict[int, int],
+        numbers: dict[int, int],
+    ) -> dict[int, StagedPartition]:
+        """Write the files of validated rows under temporary names (nobody reads them
+        before :meth:`commit`), for commit record ``numbers[p]`` of each partition p. The
+        offsets say which range of each partition the rows cover; the Spark ingestor's
+        executors call this, its driver commits."""
         files = self._stage_files(topic, rows, rejects, numbers)
         max_times = _max_event_times(rows)
         events: dict[int, int] = defaultdict(int)
@@ -177,14 +225,45 @@ class LakeSink:
             events[row[5]] += 1
         for reject in rejects:
             rejected[reject[0]] += 1
-        late_hours = self.hours.mark_open(
-            {f.hour for fs in files.values() for f in fs if f.table == L.EVENTS_TABLE}
-        )
+        return {
+            partition: StagedPartition(
+                partition=partition,
+                number=numbers[partition],
+                first_offset=first_offsets[partition],
+                next_offset=next_offsets[partition],
+                events=events[partition],
+                rejects=rejected[partition],
+                max_event_time=max_times.get(partition),
+                files=files.get(partition, []),
+            )
+            for partition in sorted(first_offsets)
+        }
 
+    def commit(
+        self,
+        topic: str,
+        staged: dict[int, StagedPartition],
+        heads: dict[int, tuple[Record | None, list[str]]] | None = None,
+    ) -> tuple[int, int]:
+        """Commit staged partitions: mark their hours open, create each partition's next
+        commit record in its chain (the commit point), give the files their final names,
+        close the hours the watermark has passed. ``heads`` are the records the staging
+        built on (read again when missing). Raises :class:`StaleBatch` when another writer
+        committed first; then nothing of that partition or of those after it is committed
+        and their files are deleted. Returns (events, rejects)."""
+        heads = dict(heads or {})
+        late_hours = self.hours.mark_open(
+            {f.hour for s in staged.values() for f in s.files if f.table == L.EVENTS_TABLE}
+        )
+        done_events = done_rejects = 0
+        todo = sorted(staged)
         for n, partition in enumerate(todo):
+            part = staged[partition]
+            if partition not in heads:
+                heads[partition] = self.commits.head(topic, partition)
             head, older = heads[partition]
             previous_max = head.get("max_event_time") if head else None
-            candidates = [t for t in (previous_max, max_times.get(partition)) if t is not None]
+            candidates = [t for t in (previous_max, part.max_event_time) if t is not None]
             max_event_time = max(candidates) if candidates else None
             committed_epoch = self.clock.time()
             record: Record = {
@@ -192,19 +271,19 @@ class LakeSink:
                 "group": self.group,
                 "topic": topic,
                 "partition": partition,
-                "first_offset": batch.first_offsets[partition],
-                "next_offset": batch.next_offsets[partition],
-                "events": events[partition],
-                "rejects": rejected[partition],
+                "first_offset": part.first_offset,
+                "next_offset": part.next_offset,
+                "events": part.events,
+                "rejects": part.rejects,
                 "max_event_time": max_event_time,
                 "committed_at": L.utc_now_text(),
                 "committed_epoch": committed_epoch,
-                "files": [dataclasses.asdict(f) for f in files.get(partition, [])],
+                "files": [dataclasses.asdict(f) for f in part.files],
             }
-            if not self.commits.commit(record):
+            if record["number"] != part.number or not self.commits.commit(record):
                 # nothing of this partition (or of those after it) will ever be committed
                 for p in todo[n:]:
-                    for f in files.get(p, []):
+                    for f in staged[p].files:
                         self.lake.delete(f.tmp)
                 raise StaleBatch(
                     f"partition {partition}: another writer committed after offset "
@@ -213,8 +292,8 @@ class LakeSink:
             self._roll_forward(record, refresh_manifests=False)
             self.commits.prune(topic, partition, older)
             self.hours.committed(topic, partition, max_event_time, committed_epoch)
-            done_events += events[partition]
-            done_rejects += rejected[partition]
+            done_events += part.events
+            done_rejects += part.rejects
 
         for hour in sorted(late_hours):
             log.info("late events for closed hour %s: manifest rewritten", L.hour_label(hour))
@@ -224,12 +303,12 @@ class LakeSink:
 
     def _stage_files(
         self, topic: str, rows: list[Row], rejects: list[Any], numbers: dict[int, int]
-    ) -> dict[int, list[_PendingFile]]:
+    ) -> dict[int, list[PendingFile]]:
         """Write the batch's files under temporary names (for commit record ``numbers[p]``
         of partition p): one a (partition, event hour), rows in offset order, and one
         rejects file a partition, in the hour of ingestion."""
         ingested_us = int(self.clock.time() * 1_000_000)
-        files: dict[int, list[_PendingFile]] = defaultdict(list)
+        files: dict[int, list[PendingFile]] = defaultdict(list)
         for n, (partition, hour, table) in enumerate(
             parquet.event_tables(topic, rows, ingested_us)
         ):
@@ -270,14 +349,14 @@ class LakeSink:
         table_name: str,
         hour: int,
         table: Any,
-    ) -> _PendingFile:
+    ) -> PendingFile:
         tmp = self.commits.tmp_name(topic, partition, number, n)
         data = parquet.encode(
             table, compression=self.compression, row_group_rows=self.row_group_rows
         )
         self.lake.write_file(tmp, data)
         self.hours.file_rows[path] = table.num_rows
-        return _PendingFile(tmp=tmp, path=path, table=table_name, hour=hour, rows=table.num_rows)
+        return PendingFile(tmp=tmp, path=path, table=table_name, hour=hour, rows=table.num_rows)
 
     def _roll_forward(self, record: Record, *, refresh_manifests: bool = True) -> None:
         """Give every file of a commit its final name (idempotent); when recovering, also
