@@ -120,6 +120,45 @@ def test_recover_rolls_the_head_forward_fences_and_deletes_what_nobody_can_commi
     assert (fence["first_offset"], fence["next_offset"]) == (10, 10)
 
 
+def test_recover_deletes_a_record_half_created_by_a_killed_writer(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """kill -9 between writing a record's bytes and linking them to its name leaves
+    ``c<n>.json.<token>.partial`` (found by make test's kill -9 lake test)."""
+    crashed, newcomer = CommitLog(lake, "g", writer="w1"), CommitLog(lake, "g", writer="w2")
+    crashed.commit(staged(crashed, 0, 9))
+    record = staged(crashed, 10, 19)
+    commits = tmp_path / "_ingest" / "g" / "devices" / "0" / "commits"
+    half = commits / "c00000000000000000002.json.0badf00d.partial"
+    half.write_text(json.dumps(record))  # the writer died here
+    fence, _, _ = newcomer.recover("devices", 0)
+    assert fence["number"] == 2
+    assert not half.exists()
+    assert sorted(p.name for p in commits.iterdir()) == [
+        "c00000000000000000001.json",
+        "c00000000000000000002.json",
+    ]
+
+
+def test_a_record_whose_half_created_file_was_deleted_is_not_created(lake: Lake) -> None:
+    """A stalled writer whose ``.partial`` a fencing writer deleted before the link: the
+    record is not created (False), not an error."""
+    from antenna_elt.sinks.lake import storage
+
+    real_write = storage._write_local
+
+    def write_then_lose(path: str, data: bytes) -> None:
+        real_write(path, data)
+        Path(path).unlink()  # what delete_uncommitted of a fencing writer does
+
+    storage._write_local = write_then_lose  # type: ignore[assignment]
+    try:
+        assert lake.create("_ingest/g/devices/0/commits/c00000000000000000001.json", b"{}") is False
+    finally:
+        storage._write_local = real_write  # type: ignore[assignment]
+    assert lake.read("_ingest/g/devices/0/commits/c00000000000000000001.json") is None
+
+
 def test_a_zombie_cannot_commit_after_the_partition_was_fenced(lake: Lake, tmp_path: Path) -> None:
     zombie, owner = CommitLog(lake, "g", writer="zombie"), CommitLog(lake, "g", writer="owner")
     zombie.commit(staged(zombie, 0, 9))

@@ -60,6 +60,14 @@ def _chain_number(name: str) -> int | None:
     return None
 
 
+def _partial_number(name: str) -> int | None:
+    """The number of a record a writer was creating when it died (``c<n>.json.<token>
+    .partial``: the storage writes a record there, then links it to its name)."""
+    if name.endswith(".partial"):
+        return _chain_number(name[:26])
+    return None
+
+
 def _tmp_number(name: str) -> int | None:
     """The record number a temporary file was written for (``<n:020d>-<writer>-...``)."""
     digits = name[:20]
@@ -222,10 +230,18 @@ class CommitLog:
 
     def delete_uncommitted(self, topic: str, partition: int, fence: int) -> None:
         """Delete the temporary files written for a record number at or below ``fence``
-        (and any of a format the chain does not know)."""
+        (and any of a format the chain does not know), and the half-created records of
+        those numbers that a writer killed while creating one left behind (their number
+        is taken: they can never become a record)."""
         tmp_dir = self.tmp_dir(topic, partition)
         for name in self.lake.list(tmp_dir):
             number = _tmp_number(name)
             if number is None or number <= fence:
                 log.info("deleting uncommitted file %s/%s", tmp_dir, name)
                 self.lake.delete(f"{tmp_dir}/{name}")
+        commits = self._commits(topic, partition)
+        for name in self.lake.list(commits):
+            number = _partial_number(name)
+            if number is not None and number <= fence:
+                log.info("deleting half-created record %s/%s", commits, name)
+                self.lake.delete(f"{commits}/{name}")

@@ -107,8 +107,13 @@ class Lake:
             os.link(tmp, path)  # atomic, and fails if the name exists
         except FileExistsError:
             return False
+        except FileNotFoundError:
+            # a writer that fenced this number deleted our half-created file: the number
+            # is taken, so this record was not created
+            return False
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         _fsync_dir(os.path.dirname(path))
         return True
 
