@@ -56,7 +56,9 @@ def committed_offsets(lake: Path, group: str, topic: str) -> dict[int, int]:
     for partition_dir in sorted((lake / "_ingest" / group / topic).glob("*")):
         records = sorted((partition_dir / "commits").glob("*.json"))
         if records:
-            result[int(partition_dir.name)] = json.loads(records[-1].read_text())["next_offset"]
+            # a fence on a partition never written holds no offset yet
+            stored = json.loads(records[-1].read_text())["next_offset"]
+            result[int(partition_dir.name)] = 0 if stored is None else int(stored)
     return result
 
 

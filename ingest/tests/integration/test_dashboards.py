@@ -441,9 +441,9 @@ def test_a_second_up_leaves_superset_running_and_overwrites_changed_assets(
 
 
 def test_the_live_dashboard_moves_while_the_simulator_and_the_runner_run(served: Served) -> None:
-    """No command typed in between: the simulator streams the next hour at 60x real speed,
-    `antenna-elt run` ingests and rebuilds the marts by itself, and the live dashboard
-    shows other numbers on the second look than on the first."""
+    """No command typed in between: the simulator streams the next hour at 6x real speed
+    (10 minutes), `antenna-elt run` ingests and rebuilds the marts by itself, and the live
+    dashboard shows other numbers on the second look than on the first."""
     dbt_schema = served.marts_schema.removesuffix("_marts")
     tag = uuid.uuid4().hex[:8]
     env = {
@@ -457,7 +457,7 @@ def test_the_live_dashboard_moves_while_the_simulator_and_the_runner_run(served:
     work = served.instance.home.parent / f"run-{tag}"
     simulator = subprocess.Popen(
         [sys.executable, "-m", "antenna_elt.cli", "simulate", "--topic", served.topic,
-         "--start", "2026-11-24T09:00:00Z", "--duration", "1h", "--speedup", "60", "--seed", "4",
+         "--start", "2026-11-24T09:00:00Z", "--duration", "1h", "--speedup", "6", "--seed", "4",
          "--quiet", "--ledger", str(work / "ledger.json")],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -468,13 +468,11 @@ def test_the_live_dashboard_moves_while_the_simulator_and_the_runner_run(served:
     )  # fmt: skip
     try:
         wait_for_new_hour(served, "2026-11-24 09:00:00", timeout=180)
-        first = look_at_dashboards(
-            served.instance, served.running.admin_password, "network-live", "-live-1"
-        )
+        first = look_at_live_dashboard(served, "-live-1")
         time.sleep(25)  # more events, a few speed cycles, Superset's 5 s data cache expired
-        second = look_at_dashboards(
-            served.instance, served.running.admin_password, "network-live", "-live-2"
-        )
+        second = look_at_live_dashboard(served, "-live-2")
+        # the stream must still be running, or an unchanged dashboard would be right
+        streaming = simulator.poll() is None
     finally:
         for proc in (runner, simulator):
             proc.terminate()
@@ -489,8 +487,21 @@ def test_the_live_dashboard_moves_while_the_simulator_and_the_runner_run(served:
     after = {c.title: c.text for c in second["network-live"].charts}
     assert first["network-live"].errors == [] and second["network-live"].errors == []
     assert before.keys() == after.keys()
+    assert streaming, "the simulator's 10-minute stream ended before the second look"
     moved = [title for title in before if before[title] != after[title]]
     assert moved, f"nothing on the live dashboard changed in 25 s: {before}"
+
+
+def look_at_live_dashboard(served: Served, tag: str) -> dict[str, Any]:
+    """The live dashboard, looked at again once if the page showed no chart at all (the
+    page itself did not load while the runner's builds kept both cores busy; seen once in
+    make test): a chart that is wrong or missing still fails the test."""
+    seen = look_at_dashboards(served.instance, served.running.admin_password, "network-live", tag)
+    if not seen["network-live"].charts:
+        seen = look_at_dashboards(
+            served.instance, served.running.admin_password, "network-live", f"{tag}-again"
+        )
+    return seen
 
 
 def wait_for_new_hour(served: Served, hour: str, timeout: float) -> None:
