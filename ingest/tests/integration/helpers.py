@@ -188,3 +188,21 @@ def recorded_command_lines() -> Iterator[tuple[list[str], set[str]]]:
         subprocess.Popen = real_popen  # type: ignore[misc]
         done.set()
         sampler.join()
+
+
+def json_messages(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every message of ``topic`` from the beginning, parsed as JSON (the alerts)."""
+    import json
+
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()

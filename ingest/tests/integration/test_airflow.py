@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import run_cli
-from helpers import ingest_until_caught_up, unique_group
+from helpers import ingest_until_caught_up, json_messages, unique_group
 from lake_helpers import ingest_lake
 
 from antenna_elt.dbt import query_duckdb, query_postgres
@@ -168,7 +168,7 @@ def test_the_speed_dag_builds_the_postgres_marts_and_sends_the_alerts(
     )
     breaches = sorted((e, naive(h).isoformat()[:13]) for e, h, _, _ in deployment.ledger.breaches())
     assert breaches, "the simulated hour has breaches"
-    messages = alert_messages(deployment)
+    messages = json_messages(deployment.settings, deployment.alerts_topic)
     per_user_hour = Counter((m["email"], m["hour"][:13]) for m in messages)
     assert sorted(per_user_hour) == breaches and set(per_user_hour.values()) == {1}
 
@@ -190,18 +190,3 @@ def test_the_hourly_dag_waits_for_the_closed_hour_and_builds_the_warehouse(
     )
     assert_bytes_hourly_equals_ledger(rows, deployment.ledger)
     print(f"airflow timings (s): {deployment.seconds}")
-
-
-def alert_messages(deployment: Deployment) -> list[dict[str, Any]]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        deployment.alerts_topic,
-        bootstrap_servers=deployment.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()

@@ -5,7 +5,6 @@ killed with SIGKILL while it runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import run_cli
-from helpers import ROOT, wait_for
+from helpers import ROOT, json_messages, wait_for
 
 from antenna_elt.dbt import query_duckdb, query_postgres
 from antenna_elt.settings import Settings
@@ -102,21 +101,6 @@ def serving_rows(scenario: Scenario, target: str, mart: str) -> list[tuple[Any, 
     return sorted(query_duckdb(scenario.env["ANTENNA_ELT_DUCKDB_PATH"], sql))
 
 
-def alert_messages(scenario: Scenario) -> list[dict[str, Any]]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        scenario.alerts_topic,
-        bootstrap_servers=scenario.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
-
-
 def log_text(scenario: Scenario) -> str:
     return (scenario.work.parent / "runner.log").read_text(errors="replace")
 
@@ -182,7 +166,7 @@ def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario
         breaches = sorted((e, u, q, naive(h)) for e, h, u, q in ledger.breaches())
         assert breaches
         assert serving_rows(scenario, target, "user_quota_limit") == breaches, target
-    messages = alert_messages(scenario)
+    messages = json_messages(scenario.settings, scenario.alerts_topic)
     per_user_hour = Counter((m["email"], m["hour"][:13]) for m in messages)
     assert set(per_user_hour.values()) == {1}, per_user_hour
     assert sorted(per_user_hour) == sorted(
