@@ -11,12 +11,10 @@ also committed to Kafka after each write, only so that standard tools show the g
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from antenna_elt.clock import SYSTEM_CLOCK, Clock
@@ -28,6 +26,7 @@ from antenna_elt.ingest.positions import Positions
 from antenna_elt.ingest.progress import Progress, Stats
 from antenna_elt.ingest.retry import retry
 from antenna_elt.ingest.sink import Sink, SinkUnavailable, StaleBatch
+from antenna_elt.ingest.stopping import StopOnSignal
 from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
 from antenna_elt.settings import DEFAULT_FUTURE_SKEW
 
@@ -61,8 +60,11 @@ class _Abandon(Exception):
     """Stop requested while the sink is unavailable: the batch is read again next start."""
 
 
-class IngestLoop:
+class IngestLoop(StopOnSignal):
     """Consume ``options.topic`` and land every message in ``sink`` exactly once."""
+
+    _stop_log = log
+    _stop_doing = "flushing the current batch"
 
     def __init__(
         self,
@@ -98,18 +100,6 @@ class IngestLoop:
         self._abandoned = False
 
     # -- lifecycle -----------------------------------------------------------------
-
-    def stop(self, *_: object) -> None:
-        if not self._stop.is_set():
-            log.info("stop requested: flushing the current batch, then exiting")
-        self._stop.set()
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            self.stop()
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
 
     def _connect(self) -> Any:
         opts = self.options

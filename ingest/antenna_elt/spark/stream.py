@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Protocol
 
 from antenna_elt.errors import UserError
 from antenna_elt.ingest.retry import retry
 from antenna_elt.ingest.sink import SinkUnavailable, first_line
+from antenna_elt.ingest.stopping import StopOnSignal
 
 log = logging.getLogger("antenna_elt.spark")
 
@@ -109,8 +108,11 @@ def starting_offsets(topic: str, partitions: Iterable[int], stored: dict[int, in
     return json.dumps({topic: {str(p): stored.get(p, -2) for p in sorted(partitions)}})
 
 
-class SparkIngest:
+class SparkIngest(StopOnSignal):
     """Run the streaming query until stopped, caught up (``available_now``) or failed."""
+
+    _stop_log = log
+    _stop_doing = "finishing the current micro-batch"
 
     def __init__(
         self,
@@ -129,18 +131,6 @@ class SparkIngest:
         self._partitions: list[int] = []
         self._last_log = time.monotonic()
         self._logged_messages = 0
-
-    def stop(self, *_: object) -> None:
-        if not self._stop.is_set():
-            log.info("stop requested: finishing the current micro-batch, then exiting")
-        self._stop.set()
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            self.stop()
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
 
     # -- one micro-batch -----------------------------------------------------------------
 
