@@ -337,7 +337,7 @@
 {#- The coalesced [start, end) ranges of the buckets touched by events with
     low <= ingest_seq < high, at most `max_ranges` of them (neighbours are merged: rebuilding
     a bucket nothing touched gives what it held, so a wider range is only more work). -#}
-{% macro ingest_touched_ranges(grain, low, high, after=0, to_hour_end=false, max_ranges=64) -%}
+{% macro ingest_touched_ranges(grain, low, high, after=0, to_hour_end=false, max_ranges=64, staged=none) -%}
     {%- if not execute or low >= high -%}{{ return([]) }}{%- endif -%}
     {%- set hour_end = bucket_epoch('bucket_start', 3600) ~ ' + 3600' if to_hour_end else 'bucket_start + ' ~ grain -%}
     {%- set sql -%}
@@ -345,7 +345,7 @@
 
         increment as (
 
-            {{ ingest_increment_events(low, high) }}
+            {{ ingest_increment_events(low, high, staged) }}
 
         ),
 
@@ -420,19 +420,20 @@
 
 
 {#- The events ingested with low <= ingest_seq < high, as a query with an `event_epoch` column
-    whose cost follows the size of the increment, not of the history. -#}
-{% macro ingest_increment_events(low, high) -%}
-    {{ return(adapter.dispatch('ingest_increment_events', 'antenna_elt')(low, high)) }}
+    whose cost follows the size of the increment, not of the history. `staged`: the staged
+    events' relation where ref() cannot name it (a generic test of another model). -#}
+{% macro ingest_increment_events(low, high, staged=none) -%}
+    {{ return(adapter.dispatch('ingest_increment_events', 'antenna_elt')(low, high, staged)) }}
 {%- endmacro %}
 
-{% macro default__ingest_increment_events(low, high) -%}
+{% macro default__ingest_increment_events(low, high, staged=none) -%}
     {#- PostgreSQL: a BRIN index on raw ingest_seq keeps this to the newest block ranges -#}
     select event_epoch
-    from {{ ref('stg_raw__device_usage') }}
+    from {{ staged or ref('stg_raw__device_usage') }}
     where ingest_seq >= {{ low }} and ingest_seq < {{ high }}
 {%- endmacro %}
 
-{% macro duckdb__ingest_increment_events(low, high) -%}
+{% macro duckdb__ingest_increment_events(low, high, staged=none) -%}
     {#- the lake: read the files registered since the model's last build, and only those -#}
     {%- set files = ingest_state_relation('lake_files') -%}
     {%- set result = run_query("select file_path from " ~ files ~ " where ingest_seq >= " ~ low ~ " and ingest_seq < " ~ high ~ " order by 1") -%}
@@ -445,10 +446,10 @@
     {%- endif -%}
 {%- endmacro %}
 
-{% macro bigquery__ingest_increment_events(low, high) -%}
+{% macro bigquery__ingest_increment_events(low, high, staged=none) -%}
     {#- BigQuery: every event of an hour loaded since the model's last build -#}
     select {{ epoch_seconds('staged.event_at') }} as event_epoch
-    from {{ ref('stg_raw__device_usage') }} as staged
+    from {{ staged or ref('stg_raw__device_usage') }} as staged
     where staged.ingest_seq >= {{ low }} and staged.ingest_seq < {{ high }}
 {%- endmacro %}
 
@@ -528,8 +529,8 @@
     to (so that a build running beside ingestion raises no false alarm), in every bucket
     (var ingest_test_scope 'all', the default) or only in the buckets its last build touched
     ('touched': what a schedule runs, at a cost that follows the increment, not the history). -#}
-{% macro ingest_test_increment(model_name, grain, after=0, to_hour_end=false) -%}
-    {%- set staged = ref('stg_raw__device_usage') -%}
+{% macro ingest_test_increment(model_name, grain, after=0, to_hour_end=false, staged=none) -%}
+    {%- set staged = staged or ref('stg_raw__device_usage') -%}
     {%- set high = ingest_watermark(model_name) -%}
     {%- if high is none -%}{%- set high = ingest_build_high() -%}{%- endif -%}
     {%- if var('ingest_test_scope', 'all') == 'all' -%}
@@ -537,7 +538,7 @@
     {%- endif -%}
     {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
     {%- set low = _ingest_scalar(_ingest_watermark_query(watermarks, model_name, 'low_seq'), 0) if execute else 0 -%}
-    {{ return({'low': low, 'high': high, 'ranges': ingest_touched_ranges(grain, low, high, after, to_hour_end)}) }}
+    {{ return({'low': low, 'high': high, 'ranges': ingest_touched_ranges(grain, low, high, after, to_hour_end, staged=staged)}) }}
 {%- endmacro %}
 
 

@@ -2,6 +2,9 @@
     of the same event appears twice there; it is one event here. Distinct events never share
     all five fields (the simulator guarantees it; real antennas report at most once per
     device, antenna, app and second). -#}
+{#- config.meta.ingest_bucket: the rows its generic tests check in the 'touched' scope
+    (macros/ingest_test_scope.sql) -#}
+{{ config(meta={'ingest_bucket': {'column': 'event_at', 'kind': 'instant', 'grain': window_seconds()}}) }}
 
 with
 

@@ -3,6 +3,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': '"timestamp"', 'kind': 'timestamp', 'grain': window_seconds()}},
         unique_key=['timestamp', 'id', 'type'],
         partition_by=ingest_partition_by('timestamp'),
         indexes=[{'columns': ['timestamp']}],

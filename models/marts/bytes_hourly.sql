@@ -5,6 +5,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': '"timestamp"', 'kind': 'timestamp', 'grain': 3600}},
         unique_key=['timestamp', 'id', 'type'],
         partition_by=ingest_partition_by('timestamp'),
         indexes=[{'columns': ['timestamp']}],

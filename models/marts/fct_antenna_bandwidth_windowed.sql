@@ -2,6 +2,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': 'window_epoch', 'grain': window_seconds()}},
         unique_key=['window_epoch', 'antenna_id'],
         partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],

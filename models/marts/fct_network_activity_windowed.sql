@@ -10,6 +10,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': 'window_epoch', 'grain': var('window_minutes') * 60, 'after': (var('silence_gap_minutes') + var('window_minutes')) * 60, 'to_hour_end': true}},
         unique_key=['window_epoch'],
         partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],

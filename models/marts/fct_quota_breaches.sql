@@ -3,6 +3,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},
         unique_key=['hour_epoch', 'user_id'],
         partition_by=ingest_partition_by('hour_epoch'),
         indexes=[{'columns': ['hour_epoch']}],

@@ -1,6 +1,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': 'window_epoch', 'grain': window_seconds()}},
         unique_key=['window_epoch', 'antenna_id', 'device_id', 'app'],
         partition_by=ingest_partition_by('window_epoch'),
         indexes=[{'columns': ['window_epoch']}],

@@ -2,6 +2,7 @@
 {{
     config(
         materialized='incremental',
+        meta={'ingest_bucket': {'column': '"timestamp"', 'kind': 'timestamp', 'grain': 3600}},
         unique_key=['email', 'timestamp'],
         partition_by=ingest_partition_by('timestamp'),
     )

@@ -1,3 +1,7 @@
+{#- config.meta.ingest_bucket: the rows its generic tests check in the 'touched' scope
+    (macros/ingest_test_scope.sql) -#}
+{{ config(meta={'ingest_bucket': {'column': 'event_at', 'kind': 'instant', 'grain': window_seconds(), 'seq_column': 'ingest_seq'}}) }}
+
 with
 
 source as (

@@ -82,9 +82,16 @@ def test_each_broken_rule_fails_the_check_and_is_named(project: Path) -> None:
         "    tables:\n",
         "    tables:\n      - name: forgotten\n        description: Read by no model.\n",
     )
+    # an incremental mart that does not say which buckets its tests read on a schedule
+    edit(
+        models / "marts" / "fct_usage_hourly.sql",
+        "        meta={'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},\n",
+        "",
+    )
     passed, report = check_target(project, "postgres")
     assert not passed
     for rule, subject in (
+        ("check_model_has_meta_keys", "fct_usage_hourly"),
         ("check_model_description_populated", "rpt_bytes_hourly"),
         ("check_model_column_description_populated", "fct_antenna_bandwidth_windowed"),
         ("check_model_has_unique_test", "fct_devices_active_recent"),

@@ -180,6 +180,7 @@ def dbt(
     *args: str,
     env: dict[str, str] | None = None,
     check: bool = True,
+    variables: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """dbt on the scenario's staging, with a target path of each configuration's own (so
     that dbt's partial parsing holds from one build to the next)."""
@@ -187,7 +188,7 @@ def dbt(
     target_path = pipeline.tmp / "dbt-target" / env["ANTENNA_ELT_DBT_SCHEMA"]
     return run_dbt(
         [*args, "--target", warehouse.target, "--target-path", str(target_path),
-         "--vars", json.dumps({"raw_schema": pipeline.raw_schema})],
+         "--vars", json.dumps({"raw_schema": pipeline.raw_schema, **(variables or {})})],
         env=env,
         check=check,
     )  # fmt: skip
@@ -377,3 +378,79 @@ def test_a_wrong_windowed_row_fails_the_data_tests(pipeline: Pipeline) -> None:
         if " FAIL " in line and " of " in line
     )
     assert failed == ["assert_bytes_equals_staged_events"], proc.stdout[-3000:]
+
+
+def failed_tests(pipeline: Pipeline, warehouse: Warehouse, scope: str = "all") -> set[str]:
+    """`dbt test` in a test scope: the names of the data tests that failed."""
+    env = warehouse.env
+    proc = dbt(pipeline, warehouse, "test", "--exclude", "resource_type:unit_test", check=False,
+               variables={"ingest_test_scope": scope})  # fmt: skip
+    results = json.loads(
+        (
+            pipeline.tmp / "dbt-target" / env["ANTENNA_ELT_DBT_SCHEMA"] / "run_results.json"
+        ).read_text()
+    )
+    errors = [r["unique_id"] for r in results["results"] if r["status"] == "error"]
+    assert not errors, proc.stdout[-3000:]
+    return {r["unique_id"].split(".")[2] for r in results["results"] if r["status"] == "fail"}
+
+
+def test_touched_scope_generic_tests_check_the_increment_whatever_its_event_time(
+    pipeline: Pipeline,
+) -> None:
+    """In the 'touched' scope (what the runner and the speed DAG run), the generic tests
+    (not_null, unique, non_negative, ...) read the buckets the last build touched, not the
+    history: a wrong row in the new increment fails them, including a re-ingested offset
+    whose event is hours older than anything new, while a wrong row in a window nothing
+    touched is left to the full scope (the default), which still finds it."""
+    pipeline.simulate(
+        "--start", "2026-11-22T00:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "43"
+    )
+    pipeline.ingest()
+    warehouse = pipeline.postgres
+    build(pipeline, warehouse)
+    pipeline.simulate(
+        "--start", "2026-11-22T05:00:00Z", "--duration", "10m", "--count", "1000", "--seed", "44"
+    )
+    pipeline.ingest()
+    raw, marts = pipeline.raw_schema, f"{warehouse.schema}_marts"
+    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
+        # an offset landed twice: the copy is new, its event from the first hour
+        assert (
+            conn.execute(
+                f"insert into {raw}.device_usage (event_time, id, antenna_id, bytes, app, kafka_topic,"
+                " kafka_partition, kafka_offset, ingested_at)"
+                " select event_time, id, antenna_id, bytes, app, kafka_topic, kafka_partition,"
+                f" kafka_offset, now() from {raw}.device_usage where event_time >="
+                " '2026-11-22T00:30:00Z' and event_time < '2026-11-22T00:35:00Z' limit 1"
+            ).rowcount
+            == 1
+        )
+        # a doubled mart row in the first window, which no new event touches
+        assert (
+            conn.execute(
+                f"insert into {marts}.fct_antenna_bandwidth_windowed select * from"
+                f" {marts}.fct_antenna_bandwidth_windowed where window_epoch = (select"
+                f" min(window_epoch) from {marts}.fct_antenna_bandwidth_windowed) limit 1"
+            ).rowcount
+            == 1
+        )
+    dbt(pipeline, warehouse, "run")
+    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
+        # a doubled mart row in a window the new events touched
+        assert (
+            conn.execute(
+                f"insert into {marts}.fct_usage_windowed select * from {marts}.fct_usage_windowed"
+                " where window_start >= '2026-11-22T05:00:00' limit 1"
+            ).rowcount
+            == 1
+        )
+    touched = {
+        "unique_combination_of_columns_stg_raw__device_usage_kafka_topic__kafka_partition__kafka_offset",
+        "unique_combination_of_columns_fct_usage_windowed_window_epoch__antenna_id__device_id__app",
+    }
+    untouched = (
+        "unique_combination_of_columns_fct_antenna_bandwidth_windowed_window_epoch__antenna_id"
+    )
+    assert failed_tests(pipeline, warehouse, "touched") == touched
+    assert touched | {untouched} <= failed_tests(pipeline, warehouse)
