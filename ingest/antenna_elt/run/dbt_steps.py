@@ -8,6 +8,7 @@ and every failed test or model with its failing rows (sources.json for freshness
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 
 from antenna_elt.clock import SYSTEM_CLOCK, Clock
 from antenna_elt.dbt import profiles_dir
+from antenna_elt.run.dbt_worker import DONE
 from antenna_elt.settings import PROJECT_ROOT, process_environment
 
 log = logging.getLogger("antenna_elt.run")
@@ -117,10 +119,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 class DbtStep:
-    """``dbt <args>`` on one target as a child process; :meth:`stop` interrupts it."""
+    """``dbt <args>`` on one target as a child process; :meth:`stop` interrupts it.
+
+    ``persistent``: the commands run in one long-lived dbt process
+    (:mod:`antenna_elt.run.dbt_worker`) that imports dbt and parses the project once, not
+    in a new process each time; a worker that dies (killed, out of memory) is replaced at
+    the next command."""
 
     def __init__(self, home: Path, target: str, raw_schema: str, *, name: str | None = None,
-                 env: dict[str, str] | None = None, clock: Clock = SYSTEM_CLOCK):  # fmt: skip
+                 env: dict[str, str] | None = None, clock: Clock = SYSTEM_CLOCK,
+                 persistent: bool = False, project: Path = PROJECT_ROOT):  # fmt: skip
+        self.persistent = persistent
+        self.project = project
         self.target = target
         self.name = name or target
         self.artefacts = home / f"dbt-target-{self.name}"
@@ -145,22 +155,72 @@ class DbtStep:
         for stale in ("run_results.json", "sources.json"):
             (self.artefacts / stale).unlink(missing_ok=True)
         started = self.clock.monotonic()
-        with self._lock:
-            self._process = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
-            process = self._process
-        output, _ = process.communicate()
-        with self._lock:
-            self._process = None
+        if self.persistent:
+            exit_code, output = self._run_in_worker(argv[1:], env)
+        else:
+            with self._lock:
+                self._process = subprocess.Popen(
+                    argv, cwd=self.project, env=env, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True,
+                )  # fmt: skip
+                process = self._process
+            output, _ = process.communicate()
+            exit_code = process.returncode
+            with self._lock:
+                self._process = None
         with self.log_file.open("a") as out:
             out.write(output)
         seconds = self.clock.monotonic() - started
-        return summarize(command, process.returncode, seconds, self.artefacts, output[-2000:])
+        return summarize(command, exit_code, seconds, self.artefacts, output[-2000:])
+
+    def _run_in_worker(self, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+        """One command in the worker (started when there is none): its exit code and output.
+        A worker that dies meanwhile gives its own exit code (-9 when killed)."""
+        with self._lock:
+            if self._process is not None and self._process.poll() is not None:
+                log.warning("the %s dbt worker died between commands (exit code %s); starting another",
+                            self.name, self._process.returncode)  # fmt: skip
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "antenna_elt.run.dbt_worker", str(self.artefacts)],
+                    cwd=self.project, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True,
+                )  # fmt: skip
+            process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        lines: list[str] = []
+        try:
+            process.stdin.write(json.dumps(args) + "\n")
+            process.stdin.flush()
+            for line in process.stdout:
+                if line.startswith(DONE):
+                    return int(json.loads(line[len(DONE) :])["exit_code"]), "".join(lines)
+                lines.append(line)
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the worker is gone: its exit code below
+        code = process.wait()
+        with self._lock:
+            if self._process is process:
+                self._process = None
+        return code if code != 0 else 2, "".join(lines)
 
     def stop(self) -> None:
         """Interrupt a running step (dbt stops at once on SIGINT and rolls back)."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 self._process.send_signal(signal.SIGINT)
+
+    def close(self) -> None:
+        """End the persistent worker, if any (it finishes the command it is running)."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None or not self.persistent:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -206,3 +206,19 @@ def json_messages(settings: Settings, topic: str) -> list[dict[str, Any]]:
         return [json.loads(m.value) for m in consumer]
     finally:
         consumer.close()
+
+
+PROJECT_FILES = ("models", "macros", "tests", "seeds", "dbt_project.yml", "dbt-bouncer.yml")
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the dbt project in `dest` (to break or edit)."""
+    import shutil
+
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        else:
+            shutil.copy(source, dest / name)
+    return dest

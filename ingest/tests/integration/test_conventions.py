@@ -7,16 +7,15 @@ broken on purpose shows that the check fails and names the rule.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from helpers import copy_project
 from warehouse import Warehouse
 
 from antenna_elt.devstack.conventions import check_target
 
 ROOT = Path(__file__).resolve().parents[3]
-PROJECT_FILES = ("models", "macros", "tests", "seeds", "dbt_project.yml", "dbt-bouncer.yml")
 
 
 def test_every_built_column_is_documented(duckdb_warehouse: Warehouse) -> None:
@@ -29,13 +28,7 @@ def test_every_built_column_is_documented(duckdb_warehouse: Warehouse) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the dbt project to break."""
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 def edit(path: Path, old: str, new: str) -> None:

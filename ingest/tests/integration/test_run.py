@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import run_cli
-from helpers import ROOT, json_messages, wait_for
+from helpers import ROOT, copy_project, json_messages, wait_for
 
 from antenna_elt.dbt import query_duckdb, query_postgres
 from antenna_elt.settings import Settings
@@ -175,9 +175,14 @@ def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario
 
 
 def kill_a_running_build(scenario: Scenario) -> bool:
+    """SIGKILL the speed cycle's dbt while it builds (its results of the last build are
+    removed when a build starts and written when it ends; the process stays between)."""
     marker = str(scenario.work / "dbt-target-postgres")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if (scenario.work / "dbt-target-postgres" / "run_results.json").exists():
+            time.sleep(0.05)
+            continue
         found = subprocess.run(
             ["pgrep", "-f", marker], capture_output=True, text=True
         ).stdout.split()
@@ -189,3 +194,35 @@ def kill_a_running_build(scenario: Scenario) -> bool:
                 continue
         time.sleep(0.2)
     return False
+
+
+def test_the_speed_cycles_dbt_worker_builds_an_edit_and_outlives_a_kill(tmp_path: Path) -> None:
+    """The speed cycle's dbt stays up between cycles (no start-up and parse each time), yet
+    a model an analyst adds while it runs is in the next command, and a worker killed with
+    SIGKILL is replaced by the next command."""
+    from antenna_elt.run.dbt_steps import DbtStep
+
+    project = copy_project(tmp_path / "project")
+    env = {"ANTENNA_ELT_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    step = DbtStep(tmp_path / "home", "duckdb", "raw", env=env, persistent=True, project=project)
+    listing = ("ls", "--resource-type", "model", "--output", "name")
+    try:
+        first = step.run(*listing)
+        assert first.exit_code == 0, first.output_tail
+        assert "fct_usage_windowed" in first.output_tail.split()
+        assert "fct_probe_added" not in first.output_tail.split()
+        worker = step._process
+        assert worker is not None and worker.poll() is None
+        (project / "models" / "marts" / "fct_probe_added.sql").write_text("select 1 as one\n")
+        second = step.run(*listing)
+        assert second.exit_code == 0, second.output_tail
+        assert "fct_probe_added" in second.output_tail.split()
+        assert step._process is worker  # the same process: nothing started anew
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        third = step.run(*listing)
+        assert third.exit_code == 0, third.output_tail
+        assert "fct_probe_added" in third.output_tail.split()
+        assert step._process is not None and step._process.pid != worker.pid
+    finally:
+        step.close()

@@ -148,3 +148,41 @@ def test_closed_hours_report_new_hours_and_new_versions_once(tmp_path: Path) -> 
     assert hours.changed() == []
     (folder / "2026-11-24T08.json").write_text(json.dumps({"version": 2}))
     assert hours.changed() == [layout.parse_hour("2026-11-24T08")]
+
+
+def test_the_dbt_workers_fingerprint_changes_with_any_project_file(tmp_path: Path) -> None:
+    """The persistent dbt worker parses again when, and only when, a file the manifest
+    depends on changed: a model edited, added or removed, a macro, the project file."""
+    import os
+
+    from antenna_elt.run.dbt_worker import fingerprint
+
+    (tmp_path / "models" / "marts").mkdir(parents=True)
+    (tmp_path / "macros").mkdir()
+    model = tmp_path / "models" / "marts" / "m.sql"
+    model.write_text("select 1 as one\n")
+    (tmp_path / "macros" / "x.sql").write_text("{% macro x() %}1{% endmacro %}\n")
+    (tmp_path / "dbt_project.yml").write_text("name: p\n")
+    (tmp_path / "logs").mkdir()
+    first = fingerprint(tmp_path)
+    assert fingerprint(tmp_path) == first
+    (tmp_path / "logs" / "dbt.log").write_text("not the project\n")
+    assert fingerprint(tmp_path) == first
+    model.write_text("select 2 as one\n")
+    os.utime(model, ns=(1, 1))  # same size, another time
+    edited = fingerprint(tmp_path)
+    assert edited != first
+    (tmp_path / "models" / "marts" / "n.sql").write_text("select 1 as one\n")
+    added = fingerprint(tmp_path)
+    assert added != edited
+    (tmp_path / "dbt_project.yml").write_text("name: q\n")
+    assert fingerprint(tmp_path) != added
+
+
+def test_the_dbt_worker_parses_with_the_options_a_manifest_depends_on() -> None:
+    from antenna_elt.run.dbt_worker import parse_arguments
+
+    args = ["build", "--target", "postgres", "--target-path", "/t", "--vars", '{"a": 1}',
+            "--exclude", "resource_type:unit_test", "--select", "bytes+"]  # fmt: skip
+    assert parse_arguments(args) == ["--target", "postgres", "--target-path", "/t",
+                                     "--vars", '{"a": 1}']  # fmt: skip
