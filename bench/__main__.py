@@ -17,10 +17,15 @@
    memory of the runner's process tree (bench/runner.py).
 4. fuzz: the differential fuzz test with 100,000 hostile messages through both ingestors
    (bench/fuzz.py): it holds (no crash, every offset once, the sinks agree), and its time.
+5. compact: lake compaction (bench/compaction.py): a lake of BENCH_COMPACT_EVENTS events
+   (default 10,000,000) in 24 closed hours of 180 small files each, as the lake ingestor
+   leaves them; files per closed hour before and after compaction, its time, and a DuckDB
+   scan of the lake before and after (full aggregate and one hour).
 
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
 BENCH_HISTORY=200000,1000000 BENCH_FUZZ_MESSAGES=20000 make bench; BENCH_PARTS=dbt runs
-only the dbt part. Results are also written to bench/results/.
+only the dbt part, BENCH_PARTS=compact only compaction. Results are also written to
+bench/results/.
 """
 
 from __future__ import annotations
@@ -291,7 +296,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,spark,dbt,run,fuzz").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,spark,dbt,run,fuzz,compact").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -319,6 +324,17 @@ def main() -> int:
         log(f"differential fuzz: {messages:,} hostile messages through both ingestors")
         results["fuzz"] = bench_fuzz(messages)
         log(json.dumps(results["fuzz"]))
+    if "compact" in parts:
+        from bench.compaction import bench_compaction
+
+        compact_events = int(os.environ.get("BENCH_COMPACT_EVENTS", "10000000"))
+        log(f"lake compaction: {compact_events:,} events in 24 closed hours of small files")
+        work = RESULTS / f"compaction-{uuid.uuid4().hex[:6]}"
+        try:
+            results["compaction"] = bench_compaction(compact_events, work)
+        finally:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+        log(json.dumps(results["compaction"]))
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

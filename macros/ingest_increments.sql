@@ -7,8 +7,10 @@
       column's default). A build takes as its high the oldest transaction still running when
       it starts (pg_snapshot_xmin): every transaction below it has committed or aborted for good.
     - DuckDB over the lake: the number of the build that first saw the Parquet file. A build
-      registers the files present when it starts in `lake_files`; staging reads registered
-      files only, so a file that appears during the build waits for the next one.
+      registers the live files present when it starts in `lake_files`; staging reads registered
+      files only, so a file that appears during the build waits for the next one. Compaction
+      replaces files by new ones atomically through the hour's manifest; registration drops the
+      replaced ones and gives the new ones the largest number of their inputs (below).
     - BigQuery: the number of the load that loaded the event's hour (`antenna-elt load
       bigquery` records each load in `lake_loads`); an hour is loaded whole, so every window
       of a loaded hour counts as touched.
@@ -58,21 +60,130 @@
     select '{{ invocation_id }}', {{ ingest_current_high() }}, {{ ingest_build_started_epoch() }};
 {%- endmacro %}
 
+{#- DuckDB over the lake: register the lake's live files (the rule of
+    ingest/antenna_elt/sinks/lake/manifests.py: every file a closed hour's manifest lists, and
+    every file the ingestor named that no manifest lists as replaced; a compacted file is live
+    only once its manifest version lists it). A file seen for the first time gets this build's
+    number, except a compacted file whose inputs were all registered: it keeps the largest of
+    their numbers (its rows are theirs; a model that had seen them all has nothing to rebuild,
+    any other model rebuilds the hours they touch). Files no longer live (replaced by
+    compaction) leave the registry, so the raw source never reads a file and its replacement. -#}
 {% macro duckdb__start_ingest_build() -%}
     {%- set files = ingest_state_relation('lake_files') -%}
+    {%- set root = lake_root() -%}
     create schema if not exists {{ target.schema }};
     create table if not exists {{ files }} (
         file_path varchar primary key,
         ingest_seq bigint not null,
         registered_at timestamp not null
     );
-    insert into {{ files }} (file_path, ingest_seq, registered_at)
+    create or replace temporary table lake_files_found as
+    with
+
+    found as (
+
+        select file as file_path
+        from glob('{{ root }}/device_usage/*/*/*/*/*.parquet')
+
+    ),
+
+    manifests as (
+
+        select files, replaced
+        from read_json('{{ root }}/_manifests/closed_hours/device_usage/*.json', allow_empty = true,
+            columns = struct_pack(files := 'struct(path varchar, inputs varchar[])[]', replaced := 'varchar[]'))
+        union all by name
+        select
+            cast(null as struct(path varchar, inputs varchar[])[]) as files,
+            cast(null as varchar[]) as replaced
+        where false
+
+    ),
+
+    listed_files as (
+
+        select unnest(manifests.files) as listed
+        from manifests
+
+    ),
+
+    listed as (
+
+        select
+            '{{ root }}/' || listed_files.listed.path as file_path,
+            listed_files.listed.inputs as inputs
+        from listed_files
+
+    ),
+
+    replaced as (
+
+        select distinct '{{ root }}/' || unnest(manifests.replaced) as file_path
+        from manifests
+
+    )
+
     select
-        file,
-        (select coalesce(max(ingest_seq), 0) + 1 from {{ files }}),
+        found.file_path,
+        listed.inputs,
+        (
+            listed.file_path is not null
+            or (
+                not starts_with(parse_filename(found.file_path), 'compacted-')
+                and found.file_path not in (select replaced.file_path from replaced)
+            )
+        ) as is_live
+    from found
+    left join listed on found.file_path = listed.file_path;
+    insert into {{ files }} (file_path, ingest_seq, registered_at)
+    with
+
+    next_seq as (
+
+        select coalesce(max(ingest_seq), 0) + 1 as ingest_seq
+        from {{ files }}
+
+    ),
+
+    new_files as (
+
+        select found.file_path, found.inputs
+        from lake_files_found as found
+        where found.is_live and found.file_path not in (select file_path from {{ files }})
+
+    ),
+
+    new_inputs as (
+
+        select new_files.file_path, '{{ root }}/' || unnest(new_files.inputs) as input_path
+        from new_files
+
+    ),
+
+    inherited as (
+
+        select
+            new_inputs.file_path,
+            count(*) = count(known.file_path) as all_known,
+            max(known.ingest_seq) as ingest_seq
+        from new_inputs
+        left join {{ files }} as known on new_inputs.input_path = known.file_path
+        group by 1
+
+    )
+
+    select
+        new_files.file_path,
+        case
+            when inherited.all_known then inherited.ingest_seq
+            else (select next_seq.ingest_seq from next_seq)
+        end,
         current_timestamp
-    from glob('{{ lake_root() }}/device_usage/*/*/*/*/*.parquet')
-    where file not in (select file_path from {{ files }});
+    from new_files
+    left join inherited on new_files.file_path = inherited.file_path;
+    delete from {{ files }}
+    where file_path in (select found.file_path from lake_files_found as found where not found.is_live);
+    drop table lake_files_found;
     {{ default__start_ingest_build() }}
 {%- endmacro %}
 
@@ -436,7 +547,8 @@
 {% macro duckdb__ingest_increment_events(low, high, staged=none) -%}
     {#- the lake: read the files registered since the model's last build, and only those -#}
     {%- set files = ingest_state_relation('lake_files') -%}
-    {%- set result = run_query("select file_path from " ~ files ~ " where ingest_seq >= " ~ low ~ " and ingest_seq < " ~ high ~ " order by 1") -%}
+    {#- a registered file that compaction replaced and deleted between two builds is gone -#}
+    {%- set result = run_query("select file_path from " ~ files ~ " where ingest_seq >= " ~ low ~ " and ingest_seq < " ~ high ~ " and file_path in (select file from glob('" ~ lake_root() ~ "/device_usage/*/*/*/*/*.parquet')) order by 1") -%}
     {%- set paths = result.columns[0].values() if result else [] -%}
     {%- if paths | length == 0 -%}
     select cast(null as bigint) as event_epoch where false

@@ -131,6 +131,14 @@ class Settings:
     dbt_profiles_dir: Path | None = None
     """DBT_PROFILES_DIR (default: .stack/dbt with the example profile copied in)."""
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
+    compact_grace: float = 3600.0
+    """ANTENNA_ELT_COMPACT_GRACE: seconds a file replaced by lake compaction is kept (so that
+    a build that registered it can still read it)."""
+    compact_target_mib: int = 128
+    """ANTENNA_ELT_COMPACT_TARGET_MIB: size of a compacted lake file, in MiB."""
+    compact_failpoint: str | None = None
+    """ANTENNA_ELT_COMPACT_FAILPOINT: a compaction step to stop at for ever (tests kill -9
+    there: ``planned``, ``written``, ``version-created``, ``committed``, ``deleted``)."""
     notify_failpoint: str | None = None
     """ANTENNA_ELT_NOTIFY_FAILPOINT: fault injection for the tests (``after-publish``)."""
     future_skew: int = DEFAULT_FUTURE_SKEW
@@ -242,6 +250,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             table=env.get("BIGQUERY_TABLE") or "device_usage",
             location=env.get("BIGQUERY_LOCATION") or None,
         ),
+        compact_grace=float(_env_non_negative(env, "ANTENNA_ELT_COMPACT_GRACE", 3600)),
+        compact_target_mib=_env_int(env, "ANTENNA_ELT_COMPACT_TARGET_MIB", 128),
+        compact_failpoint=env.get("ANTENNA_ELT_COMPACT_FAILPOINT") or None,
         notify_failpoint=env.get("ANTENNA_ELT_NOTIFY_FAILPOINT") or None,
         future_skew=_env_non_negative(env, "ANTENNA_ELT_FUTURE_SKEW", DEFAULT_FUTURE_SKEW),
         spark_master=env.get("ANTENNA_ELT_SPARK_MASTER") or DEFAULT_SPARK_MASTER,

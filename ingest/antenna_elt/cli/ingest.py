@@ -115,6 +115,10 @@ def run_lake(args: argparse.Namespace, settings: Settings) -> int:
         close_grace=args.close_grace,
         row_group_rows=args.row_group_rows,
         s3_endpoint=settings.s3_endpoint,
+        compact=args.compact,
+        compact_target_bytes=(args.compact_target_mib or settings.compact_target_mib) << 20,
+        compact_grace=settings.compact_grace if args.compact_grace is None else args.compact_grace,
+        compact_failpoint=settings.compact_failpoint,
     )
     options = dataclasses.replace(
         loop_options(args, settings), max_batch_bytes=args.max_batch_bytes
@@ -199,9 +203,43 @@ def _register_lake(sub: Any) -> None:
         "--row-group-rows",
         type=positive_int,
         default=128 * 1024,
-        help="rows per Parquet row group (default: 131072)",
+        help="rows per Parquet row group, also of compacted files (default: 131072)",
+    )
+    add_compaction_arguments(p)
+    p.add_argument(
+        "--no-compact",
+        dest="compact",
+        action="store_false",
+        help=(
+            "do not compact hours after closing them (then run `antenna-elt lake compact` "
+            "on a schedule)"
+        ),
     )
     p.set_defaults(func=run_lake)
+
+
+def add_compaction_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of lake compaction (the lake ingestor's and `lake compact`'s)."""
+    parser.add_argument(
+        "--compact-target-mib",
+        type=positive_int,
+        default=None,
+        help=(
+            "size of a compacted file in MiB: a closed hour's small files are rewritten "
+            "into as few files of at most this size as possible "
+            "(default: ANTENNA_ELT_COMPACT_TARGET_MIB or 128)"
+        ),
+    )
+    parser.add_argument(
+        "--compact-grace",
+        type=non_negative,
+        default=None,
+        help=(
+            "seconds a file replaced by compaction is kept, so that a build that started "
+            "before the compaction can still read it; longer than your longest dbt build "
+            "(default: ANTENNA_ELT_COMPACT_GRACE or 3600)"
+        ),
+    )
 
 
 def run_spark(args: argparse.Namespace, settings: Settings) -> int:

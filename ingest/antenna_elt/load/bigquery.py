@@ -3,7 +3,12 @@
 Each hour is one load job: the Parquet files the hour's closed-hours manifest lists,
 ``WRITE_TRUNCATE`` into the partition decorator ``<table>$YYYYMMDDHH`` of a table
 partitioned by hour on ``event_time``. Loading an hour again replaces exactly that hour,
-so re-runs and late events (which rewrite the manifest) never double anything. Which
+so re-runs and late events (which rewrite the manifest) never double anything. Compaction
+publishes a new manifest version listing the compacted files instead of the ones they
+replace (:mod:`antenna_elt.sinks.lake.manifests`): a load reads one manifest, so it loads
+the old files or the new ones, never both; the old files outlive the grace period
+(ANTENNA_ELT_COMPACT_GRACE) so that a load job started from the older version still
+finds them. The new version makes ``--since`` load the hour again (same rows). Which
 hours were loaded, from which manifest version, is recorded under
 ``<lake>/_manifests/loaded/bigquery/<table>/``; ``--since`` skips hours already loaded
 from their current manifest.
@@ -21,6 +26,7 @@ from antenna_elt.errors import UserError
 from antenna_elt.schema import EVENTS, bigquery_fields
 from antenna_elt.settings import Settings
 from antenna_elt.sinks.lake import layout as L
+from antenna_elt.sinks.lake.manifests import live_paths
 from antenna_elt.sinks.lake.storage import Lake, LakeLocation
 
 log = logging.getLogger("antenna_elt.load")
@@ -69,7 +75,7 @@ def _hours_in(lake: Lake, folder: str) -> list[int]:
 
 def _open_hour(lake: Lake, hour: int) -> HourLoad:
     folder = L.hour_dir(L.EVENTS_TABLE, hour)
-    files = [f"{folder}/{n}" for n in lake.list(folder) if n.endswith(".parquet")]
+    files = live_paths(None, folder, lake.list(folder))
     return HourLoad(hour=hour, files=files, rows=-1, closed=False)
 
 

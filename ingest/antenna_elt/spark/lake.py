@@ -57,6 +57,10 @@ class LakeConfig:
             close_grace=self.close_grace,
             row_group_rows=self.row_group_rows,
             s3_endpoint=self.s3_endpoint,
+            # the spark target's registration (macros/ingest_increments.sql) does not apply
+            # the manifests' rule of live files yet: it would read a compacted file beside
+            # the files it replaced during their grace period
+            compact=False,
         )
 
 

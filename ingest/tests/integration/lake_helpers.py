@@ -14,7 +14,10 @@ from helpers import ROOT
 
 from antenna_elt.ingest.loop import IngestLoop, LoopOptions, Stats
 from antenna_elt.settings import Settings
+from antenna_elt.sinks.lake import layout as L
+from antenna_elt.sinks.lake.manifests import HourManifests, live_paths
 from antenna_elt.sinks.lake.sink import LakeSink
+from antenna_elt.sinks.lake.storage import Lake, LakeLocation
 
 DEVICE = "00000000-0000-0000-0000-000000000001"
 ANTENNA = "a0000000-0000-0000-0000-00000000000a"
@@ -37,8 +40,9 @@ def lake_loop(
     max_latency: float = 0.5,
     close_grace: float = 600.0,
     until_caught_up: bool = True,
+    compact: bool = True,
 ) -> IngestLoop:
-    sink = functools.partial(LakeSink, lake, group, close_grace=close_grace)
+    sink = functools.partial(LakeSink, lake, group, close_grace=close_grace, compact=compact)
     options = LoopOptions(
         topic=topic,
         group_id=group,
@@ -76,6 +80,25 @@ def lake_process(
 
 
 def parquet_files(root: Path, table: str = "device_usage") -> list[Path]:
+    """The table's live files: what a reader reads (once an hour was compacted, the files
+    its published manifest lists instead of those they replaced, see
+    antenna_elt.sinks.lake.manifests)."""
+    found = sorted((root / table).glob("*/*/*/*/*.parquet"))
+    if table != "device_usage":
+        return found
+    lake = Lake(LakeLocation.parse(str(root)))
+    manifests = HourManifests(lake)
+    live: list[Path] = []
+    for folder in sorted({p.parent for p in found}):
+        rel = str(folder.relative_to(root))
+        label = "{}-{}-{}T{}".format(*(part.split("=")[1] for part in rel.split("/")[1:]))
+        manifest = manifests.published(L.parse_hour(label))
+        live += [root / p for p in live_paths(manifest, rel, lake.list(rel))]
+    return live
+
+
+def all_parquet_files(root: Path, table: str = "device_usage") -> list[Path]:
+    """Every file on disk, live or replaced by compaction and not yet deleted."""
     return sorted((root / table).glob("*/*/*/*/*.parquet"))
 
 

@@ -40,6 +40,7 @@ from collections import defaultdict
 from typing import Any
 
 from antenna_elt.sinks.lake import layout as L
+from antenna_elt.sinks.lake.manifests import was_replaced
 from antenna_elt.sinks.lake.storage import Lake
 
 log = logging.getLogger("antenna_elt.ingest.lake")
@@ -162,13 +163,17 @@ class CommitLog:
 
     def roll_forward(self, record: Record) -> dict[int, set[str]]:
         """Give every file of a commit its final name (idempotent); returns the event
-        files by hour."""
+        files by hour. A file compaction replaced (and perhaps deleted after its grace
+        period) counts as done."""
         event_hours: dict[int, set[str]] = defaultdict(set)
         for f in record["files"]:
             try:
                 self.lake.move(f["tmp"], f["path"])
             except FileNotFoundError:
-                if not self.lake.exists(f["path"]):
+                if not self.lake.exists(f["path"]) and not (
+                    f["table"] == L.EVENTS_TABLE
+                    and was_replaced(self.lake, int(f["hour"]), f["path"])
+                ):
                     raise RuntimeError(
                         f"commit of partition {record['partition']} at offset "
                         f"{record['first_offset']} lists {f['path']}, which is missing "

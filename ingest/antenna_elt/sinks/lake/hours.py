@@ -17,6 +17,7 @@ from typing import Any
 from antenna_elt.clock import SYSTEM_CLOCK, Clock
 from antenna_elt.sinks.lake import layout as L
 from antenna_elt.sinks.lake.commits import CommitLog, Record
+from antenna_elt.sinks.lake.manifests import HourManifests, live_paths
 from antenna_elt.sinks.lake.parquet import row_count
 from antenna_elt.sinks.lake.storage import Lake
 
@@ -45,6 +46,7 @@ class HourCloser:
         self._marks: dict[int, tuple[int | None, float]] | None = None
         # hour start -> "open" | "closed"; open hours are also marked in the lake
         self._hours: dict[int, str] | None = None
+        self.manifests = HourManifests(lake)
         self.file_rows: dict[str, int] = {}
         """Rows of the files this process wrote or read (saves reading footers)."""
 
@@ -61,7 +63,7 @@ class HourCloser:
     def state(self, hour: int) -> str | None:
         """``open``, ``closed`` or None (never written)."""
         hours = self._load_hours()
-        if hour not in hours and self.lake.exists(L.closed_manifest(hour)):
+        if hour not in hours and self.manifests.current(hour) is not None:
             hours[hour] = "closed"
         return hours.get(hour)
 
@@ -83,8 +85,11 @@ class HourCloser:
         for hour, paths in sorted(event_hours.items()):
             if self.state(hour) != "closed":
                 continue
-            manifest = self.lake.read_json(L.closed_manifest(hour)) or {}
-            if paths - {m["path"] for m in manifest.get("files", [])}:
+            manifest = self.manifests.current(hour) or {}
+            known = {m["path"] for m in manifest.get("files", [])} | set(
+                manifest.get("replaced", [])
+            )
+            if paths - known:
                 self.write_manifest(hour)
 
     def note_files(self, record: Record) -> None:
@@ -128,13 +133,14 @@ class HourCloser:
             return None
         return int(min(active) - self.close_grace)
 
-    def close_hours(self, topic: str) -> None:
-        """Close every open hour whose end the watermark has passed."""
+    def close_hours(self, topic: str) -> list[int]:
+        """Close every open hour whose end the watermark has passed; returns them."""
         mark = self.watermark(topic)
         if mark is None:
-            return
+            return []
         hours = self._load_hours()
-        for hour in sorted(h for h, s in hours.items() if s == "open" and h + L.HOUR <= mark):
+        closing = sorted(h for h, s in hours.items() if s == "open" and h + L.HOUR <= mark)
+        for hour in closing:
             manifest = self.write_manifest(hour, watermark=mark)
             self.lake.delete(L.open_marker(hour))
             hours[hour] = "closed"
@@ -145,40 +151,49 @@ class HourCloser:
                 manifest["rows"],
                 L.hour_label(mark - mark % L.HOUR),
             )
+        return closing
 
     # -- manifests --------------------------------------------------------------------------
 
     def write_manifest(self, hour: int, watermark: int | None = None) -> dict[str, Any]:
-        """List the hour's files with their row counts into its closed-hour manifest."""
+        """List the hour's live files with their row counts in a new version of its
+        closed-hour manifest (:mod:`.manifests`): the files it listed, plus files the
+        ingestor committed since (late events) that compaction has not replaced."""
         folder = L.hour_dir(L.EVENTS_TABLE, hour)
-        files: list[dict[str, Any]] = []
-        for name in self.lake.list(folder):
-            if not name.endswith(".parquet"):
-                continue
-            path = f"{folder}/{name}"
-            rows = self.file_rows.get(path)
-            if rows is None:
-                with self.lake.open_input(path) as handle:
-                    rows = row_count(handle)
-                self.file_rows[path] = rows
-            files.append({"path": path, "rows": rows, "bytes": self.lake.size(path)})
-        previous = self.lake.read_json(L.closed_manifest(hour)) or {}
-        now = L.utc_now_text()
-        manifest = {
-            "table": L.EVENTS_TABLE,
-            "hour": L.hour_label(hour),
-            "hour_start": L.utc_text(hour),
-            "hour_end": L.utc_text(hour + L.HOUR),
-            "lake": self.lake.location.uri,
-            "files": files,
-            "rows": sum(f["rows"] for f in files),
-            "closed_at": previous.get("closed_at", now),
-            "updated_at": now,
-            "version": int(previous.get("version", 0)) + 1,
-            "watermark": L.utc_text(watermark)
-            if watermark is not None
-            else previous.get("watermark"),
-        }
-        self.lake.ensure_dir(L.CLOSED_HOURS)
-        self.lake.write_json(L.closed_manifest(hour), manifest)
+        names = self.lake.list(folder)
+
+        def change(previous: dict[str, Any] | None) -> dict[str, Any]:
+            previous = previous or {}
+            listed = {f["path"]: f for f in previous.get("files", [])}
+            files = list(listed.values())
+            for path in live_paths(previous, folder, names):
+                if path not in listed:
+                    files.append(self._describe(path))
+            now = L.utc_now_text()
+            return {
+                **previous,
+                "table": L.EVENTS_TABLE,
+                "hour": L.hour_label(hour),
+                "hour_start": L.utc_text(hour),
+                "hour_end": L.utc_text(hour + L.HOUR),
+                "lake": self.lake.location.uri,
+                "files": files,
+                "rows": sum(int(f["rows"]) for f in files),
+                "closed_at": previous.get("closed_at", now),
+                "updated_at": now,
+                "watermark": L.utc_text(watermark)
+                if watermark is not None
+                else previous.get("watermark"),
+            }
+
+        manifest = self.manifests.update(hour, change)
+        assert manifest is not None
         return manifest
+
+    def _describe(self, path: str) -> dict[str, Any]:
+        rows = self.file_rows.get(path)
+        if rows is None:
+            with self.lake.open_input(path) as handle:
+                rows = row_count(handle)
+            self.file_rows[path] = rows
+        return {"path": path, "rows": rows, "bytes": self.lake.size(path)}

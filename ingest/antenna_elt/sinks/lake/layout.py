@@ -8,9 +8,13 @@ Layout under ``<lake>`` (a local path, ``file://``, ``s3://`` or ``gs://`` URI):
     _ingest/<group>/<topic>/<partition>/tmp/...                         files not yet committed
     _manifests/open_hours/device_usage/<YYYY-MM-DDTHH>.json             hours being written
     _manifests/closed_hours/device_usage/<YYYY-MM-DDTHH>.json           complete hours
+    _manifests/versions/device_usage/<YYYY-MM-DDTHH>/v<n>.json          their versions (:mod:`.manifests`)
+    device_usage/.../hour=HH/compacted-v<n>-<k>.parquet                  an hour's files compacted
 
 Only finished files ever carry the ``.parquet`` suffix in the data folders, so a reader
-globbing ``device_usage/*/*/*/*/*.parquet`` never sees a partial or uncommitted file.
+globbing ``device_usage/*/*/*/*/*.parquet`` never sees a partial or uncommitted file; once
+an hour was compacted, a reader also applies the manifest's rule of live files
+(:func:`.manifests.live_paths`), so that it never reads a file and its replacement.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ EVENTS_TABLE = EVENTS.name
 REJECTS_TABLE = REJECTS.name
 OPEN_HOURS = f"_manifests/open_hours/{EVENTS_TABLE}"
 CLOSED_HOURS = f"_manifests/closed_hours/{EVENTS_TABLE}"
+VERSIONS = f"_manifests/versions/{EVENTS_TABLE}"
 HOUR_FORMAT = "%Y-%m-%dT%H"
 
 

@@ -11,8 +11,10 @@ forward, fences the partition against writers that lost it (zombies) and deletes
 temporary files nobody can commit any more. So a crash at any point leaves no partial
 file, loses nothing and duplicates nothing, and any number of instances in one group
 commit every offset once without touching each other's files. Files are never
-rewritten: late events add a file to their hour. Hours close on an event-time watermark
-(:mod:`.hours`).
+rewritten by the sink: late events add a file to their hour. Hours close on an event-time
+watermark (:mod:`.hours`); a closed hour's small files are then compacted
+(:mod:`.compaction`), right after the commit that closed the hour or added late events to
+it, and the files compaction replaced are deleted after a grace period.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
 from antenna_elt.sinks.lake import layout as L
 from antenna_elt.sinks.lake import parquet
 from antenna_elt.sinks.lake.commits import CommitLog, Record
+from antenna_elt.sinks.lake.compaction import (
+    GRACE_SECONDS,
+    TARGET_BYTES,
+    AutoCompactor,
+    Compactor,
+    stop_at,
+)
 from antenna_elt.sinks.lake.hours import IDLE_PARTITION_SECONDS, HourCloser
 from antenna_elt.sinks.lake.storage import Lake, LakeLocation, is_unavailable
 
@@ -88,6 +97,10 @@ class LakeSink:
         compression: str = "zstd",
         idle_partition_seconds: float = IDLE_PARTITION_SECONDS,
         s3_endpoint: str | None = None,
+        compact: bool = True,
+        compact_target_bytes: int = TARGET_BYTES,
+        compact_grace: float = GRACE_SECONDS,
+        compact_failpoint: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ):
         self.location = LakeLocation.parse(lake_uri)
@@ -106,6 +119,22 @@ class LakeSink:
             idle_partition_seconds=idle_partition_seconds,
             clock=clock,
         )
+        self.compactor = (
+            AutoCompactor(
+                Compactor(
+                    self.lake,
+                    target_bytes=compact_target_bytes,
+                    row_group_rows=row_group_rows,
+                    compression=compression,
+                    grace=compact_grace,
+                    clock=clock,
+                    step=stop_at(compact_failpoint),
+                )
+            )
+            if compact
+            else None
+        )
+        """Compacts the hours this sink closes or adds late events to (:mod:`.compaction`)."""
 
     # -- Sink protocol ---------------------------------------------------------------------
 
@@ -298,7 +327,9 @@ class LakeSink:
         for hour in sorted(late_hours):
             log.info("late events for closed hour %s: manifest rewritten", L.hour_label(hour))
             self.hours.write_manifest(hour)
-        self.hours.close_hours(topic)
+        closed = self.hours.close_hours(topic)
+        if self.compactor is not None:
+            self.compactor.after_commit(sorted(late_hours | set(closed)))
         return done_events, done_rejects
 
     def _stage_files(

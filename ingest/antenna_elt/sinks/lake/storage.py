@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,30 @@ class Lake:
     def ensure_dir(self, rel: str) -> None:
         if self.local:
             os.makedirs(self._abs(rel), exist_ok=True)
+
+    @contextlib.contextmanager
+    def writing(self, rel: str) -> Iterator[str]:
+        """A local file to write ``rel`` into; when the block ends without an error it
+        becomes ``rel`` whole (local: fsync and one atomic rename; object stores: one
+        upload), else it is deleted."""
+        if self.local:
+            path = self._abs(rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+            try:
+                yield tmp
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(os.path.dirname(path))
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            return
+        with tempfile.TemporaryDirectory(prefix="antenna-elt-") as folder:
+            tmp = os.path.join(folder, "file")
+            yield tmp
+            self.fs.put_file(tmp, self._abs(rel))
 
     def open_input(self, rel: str) -> Any:
         return open(self._abs(rel), "rb") if self.local else self.fs.open(self._abs(rel), "rb")
