@@ -267,6 +267,9 @@ class Runner:
             "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
         )
         self._report_problems(build, "dbt build postgres")
+        if build.exit_code != 0 and not build.models:
+            # killed or crashed before it built anything: what was ingested is not built
+            self._offsets_at_last_build = None
         notify_text = "notify skipped (the build failed)"
         if build.models:
             started = self.clock.monotonic()
@@ -364,28 +367,35 @@ class Runner:
 
     def _batch_loop(self) -> None:
         hours = self._closed_hours()
+        pending: list[int] = []
         while not self._stop.is_set():
             try:
                 changed = hours.changed()
             except Exception as exc:  # the lake unreachable for a moment
                 log.warning("cannot read the lake's closed hours (%s); trying again", exc)
                 changed = []
-            if changed:
-                self._batch_cycle(changed)
+            todo = sorted(set(pending) | set(changed))
+            if todo:
+                pending = self._batch_cycle(todo)
             self.clock.wait(self.options.batch_poll_seconds, self._stop)
 
-    def _batch_cycle(self, hours: list[int], final: bool = False) -> None:
+    def _batch_cycle(self, hours: list[int], final: bool = False) -> list[int]:
+        """Build the warehouse for the hours that closed or changed; returns the hours to do
+        again at the next poll (a build killed before it built anything, failed loads)."""
         from antenna_elt.sinks.lake.layout import hour_label
 
         assert self.batch is not None
         self.batch_cycles += 1
         loaded = ""
+        again: list[int] = []
         if self.options.warehouse == "bigquery" and hours:
-            loaded = self._load_bigquery(hours)
+            loaded, again = self._load_bigquery(hours)
         result = self.batch.run(
             "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
         )
         self._report_problems(result, f"dbt build {self.options.warehouse}")
+        if result.exit_code != 0 and not result.models:
+            again = list(hours)  # killed or crashed before it built anything
         log.info(
             "%sbatch cycle %d: %s%s; dbt build %s %.1f s (%s)",
             "final " if final else "",
@@ -398,13 +408,15 @@ class Runner:
             result.seconds,
             _problems_text(result),
         )
+        return again
 
-    def _load_bigquery(self, hours: list[int]) -> str:
+    def _load_bigquery(self, hours: list[int]) -> tuple[str, list[int]]:
+        """Load each hour into BigQuery: the summary, and the hours whose load failed."""
         import subprocess
 
         from antenna_elt.sinks.lake.layout import hour_label
 
-        failed = []
+        failed, again = [], []
         for hour in hours:
             proc = subprocess.run(
                 [sys.executable, "-m", "antenna_elt.cli", "load", "bigquery", "--hour", hour_label(hour)],
@@ -412,11 +424,12 @@ class Runner:
             )  # fmt: skip
             if proc.returncode != 0:
                 failed.append(hour_label(hour))
+                again.append(hour)
                 log.error(
                     "load bigquery --hour %s failed: %s",
                     hour_label(hour),
                     proc.stderr.strip()[-300:],
                 )
         return f"; loaded into BigQuery: {len(hours) - len(failed)} hours" + (
-            f" ({len(failed)} failed)" if failed else ""
-        )
+            f" ({len(failed)} failed: tried again at the next poll)" if failed else ""
+        ), again

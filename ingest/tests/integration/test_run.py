@@ -112,17 +112,15 @@ def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario
     tag = scenario.topic.removeprefix("run-")
     with (scenario.work.parent / "runner.log").open("wb") as out:
         runner = subprocess.Popen(
-            [sys.executable, "-m", "antenna_elt.cli", "run", "--for", "80s",
+            [sys.executable, "-m", "antenna_elt.cli", "run", "--for", "100s",
              "--postgres-group", f"run-pg-{tag}", "--lake-group", f"run-lake-{tag}",
              "--alerts-topic", scenario.alerts_topic, "--log-schema", log_schema,
              "--work-dir", str(scenario.work)],
             cwd=ROOT, env=scenario.env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        # the first speed cycle has built what was there; more events arrive meanwhile
+        # the first speed cycle has built what was there
         wait_for(lambda: "speed cycle 1:" in log_text(scenario), 120, "the first speed cycle")
-        simulate(scenario, "--start", "2026-11-23T11:00:00Z", "--duration", "1h", "--count", "12000",
-                 "--seed", "52", "--late-share", "0.05", "--late-max", "70m")  # fmt: skip
         # SIGKILL the PostgreSQL ingestor: the runner restarts it
         pid = int(re.findall(r"ingest postgres started \(pid (\d+)\)", log_text(scenario))[-1])
         os.kill(pid, signal.SIGKILL)
@@ -134,7 +132,9 @@ def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario
             30,
             "a restart",
         )
-        # SIGKILL a dbt build in the middle of a speed cycle
+        # more events arrive: the next speed cycle builds them, and is SIGKILLed midway
+        simulate(scenario, "--start", "2026-11-23T11:00:00Z", "--duration", "1h", "--count", "12000",
+                 "--seed", "52", "--late-share", "0.05", "--late-max", "70m")  # fmt: skip
         killed = kill_a_running_build(scenario)
         assert killed, "a dbt build was running to be killed"
         assert runner.wait(timeout=400) == 0
@@ -180,6 +180,8 @@ def kill_a_running_build(scenario: Scenario) -> bool:
     marker = str(scenario.work / "dbt-target-postgres")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if "--for): stopping" in log_text(scenario):
+            return False  # not the final build: that one must end the run exact
         if (scenario.work / "dbt-target-postgres" / "run_results.json").exists():
             time.sleep(0.05)
             continue

@@ -186,3 +186,101 @@ def test_the_dbt_worker_parses_with_the_options_a_manifest_depends_on() -> None:
             "--exclude", "resource_type:unit_test", "--select", "bytes+"]  # fmt: skip
     assert parse_arguments(args) == ["--target", "postgres", "--target-path", "/t",
                                      "--vars", '{"a": 1}']  # fmt: skip
+
+
+def test_a_speed_build_killed_midway_is_redone_at_once_not_after_the_idle_minute(
+    tmp_path: Path,
+) -> None:
+    """A speed cycle counts what was ingested as built only when the build ran: after a
+    build killed midway (no results) the next cycle builds the same offsets again at once,
+    instead of waiting for new events or the idle rebuild a minute later."""
+    from antenna_elt.run.dbt_steps import StepResult
+    from antenna_elt.run.runner import Runner, RunOptions
+    from antenna_elt.settings import load_settings
+
+    clock = FakeClock()
+    settings = load_settings({"ANTENNA_ELT_HOME": str(tmp_path)})
+    runner = Runner(
+        settings, RunOptions(warehouse="none", freshness=False, work_dir=tmp_path), clock
+    )
+
+    class Offsets:
+        def committed_text(self, name: str) -> str:
+            return "p0=5 p1=7"
+
+        def text(self) -> str:
+            return "lag postgres p0=0 p1=0"
+
+    class Step:
+        def __init__(self, results: list[StepResult]):
+            self.results = results
+            self.log_file = tmp_path / "dbt-postgres.log"
+
+        def run(self, *args: Any, **kwargs: Any) -> StepResult:
+            return self.results.pop(0)
+
+    runner.lag = Offsets()  # type: ignore[assignment]
+    killed = StepResult("build", -9, 0.1)
+    failed_test = StepResult("build", 1, 5.0, models=19, tests=105)
+    runner.speed = Step([killed, failed_test])  # type: ignore[assignment]
+    assert runner._due()
+    runner._speed_cycle()
+    assert runner._due()  # the same offsets, but the build never ran
+    import antenna_elt.alerts.quota as quota
+
+    sent = []
+    original = quota.notify_once
+    quota.notify_once = lambda *a, **k: sent.append(1) or (0, 0)  # type: ignore[assignment]
+    try:
+        runner._speed_cycle()
+    finally:
+        quota.notify_once = original  # type: ignore[assignment]
+    # a build that ran (a data test failed: logged loudly) counts: nothing new, no rebuild
+    # until the idle minute
+    assert not runner._due()
+    clock.advance(61)
+    assert runner._due()
+
+
+def test_hours_of_a_batch_build_killed_midway_are_built_at_the_next_poll(tmp_path: Path) -> None:
+    """The batch cycle builds the warehouse when the lake closes or changes an hour; a
+    build killed before it built anything leaves those hours to the next poll, instead of
+    waiting for the next hour to close."""
+    from antenna_elt.run.dbt_steps import StepResult
+    from antenna_elt.run.runner import Runner, RunOptions
+    from antenna_elt.settings import load_settings
+
+    clock = FakeClock()
+    settings = load_settings({"ANTENNA_ELT_HOME": str(tmp_path)})
+    runner = Runner(settings, RunOptions(freshness=False, work_dir=tmp_path), clock)
+    built: list[list[int]] = []
+
+    class Step:
+        log_file = tmp_path / "dbt-duckdb.log"
+
+        def __init__(self) -> None:
+            self.results = [StepResult("build", -9, 0.1), StepResult("build", 0, 9.0, models=20)]
+
+        def run(self, *args: Any, **kwargs: Any) -> StepResult:
+            return self.results.pop(0)
+
+    class Hours:
+        def __init__(self) -> None:
+            self.polls = [[7200], [], []]
+
+        def changed(self) -> list[int]:
+            if len(self.polls) == 1:
+                runner._stop.set()
+            return self.polls.pop(0)
+
+    runner.batch = Step()  # type: ignore[assignment]
+    runner._hours = Hours()  # type: ignore[assignment]
+    original = runner._batch_cycle
+
+    def cycle(hours: list[int], final: bool = False) -> list[int]:
+        built.append(hours)
+        return original(hours, final)
+
+    runner._batch_cycle = cycle  # type: ignore[method-assign]
+    runner._batch_loop()
+    assert built == [[7200], [7200]]
