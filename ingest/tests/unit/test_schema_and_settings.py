@@ -105,3 +105,38 @@ def test_a_bad_port_is_one_line_naming_the_variable() -> None:
         _ = load_settings({"ANTENNA_ELT_SUPERSET_PORT": "0"}).superset_port
     with pytest.raises(UserError, match=r"^ANTENNA_ELT_FUTURE_SKEW=-5 is negative"):
         load_settings({"ANTENNA_ELT_FUTURE_SKEW": "-5"})
+
+
+def test_the_kafka_client_is_kafka_python_unless_the_environment_names_librdkafka() -> None:
+    assert load_settings({}).kafka_client == "kafka-python"
+    assert load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"}).kafka_client == "librdkafka"
+
+
+def test_an_unknown_kafka_client_is_one_line_naming_the_choices() -> None:
+    with pytest.raises(
+        UserError,
+        match=(
+            r"^ANTENNA_ELT_KAFKA_CLIENT='confluent' is not one of kafka-python, librdkafka; "
+            r"set one or unset it$"
+        ),
+    ):
+        load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "confluent"})
+
+
+def test_the_kafka_client_flag_overrides_the_setting_and_refuses_unknown_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from antenna_elt.cli import build_parser
+    from antenna_elt.cli.ingest import loop_options
+
+    parser = build_parser()
+    settings = load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"})
+    args = parser.parse_args(["ingest", "postgres"])
+    assert loop_options(args, settings).client == "librdkafka"
+    assert args.flush_when_caught_up is True
+    args = parser.parse_args(["ingest", "lake", "--kafka-client", "kafka-python"])
+    assert loop_options(args, settings).client == "kafka-python"
+    assert args.flush_when_caught_up is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ingest", "lake", "--kafka-client", "rdkafka"])
+    assert "argument --kafka-client: invalid choice: 'rdkafka'" in capsys.readouterr().err
