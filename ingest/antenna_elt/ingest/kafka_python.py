@@ -29,10 +29,11 @@ CONSUMER_SETTINGS: dict[str, Any] = {
     # offset (a transaction still open holds the bounded run's target back, not past it)
     "isolation_level": "read_committed",
     "max_poll_records": 5000,
-    # 16 MB in flight, 4 MB a partition: larger buffers raise peak memory (decoded records)
-    # without raising the rate (bench: 1M vs 5M events)
-    "fetch_max_bytes": 16 * 1024 * 1024,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    # 4 MiB in flight, 1 MiB a partition: the fetch buffers and the records decoded from
+    # them are most of the consumer process's memory; 16/4 MiB cost ~45 MiB more peak at
+    # the same rate (bench: BENCH_PARTS=clients, see the README)
+    "fetch_max_bytes": 4 * 1024 * 1024,
+    "max_partition_fetch_bytes": 1024 * 1024,
     "fetch_min_bytes": 1,
     "fetch_max_wait_ms": 200,
     "check_crcs": False,

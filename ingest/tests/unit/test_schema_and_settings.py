@@ -140,3 +140,22 @@ def test_the_kafka_client_flag_overrides_the_setting_and_refuses_unknown_names(
     with pytest.raises(SystemExit):
         parser.parse_args(["ingest", "lake", "--kafka-client", "rdkafka"])
     assert "argument --kafka-client: invalid choice: 'rdkafka'" in capsys.readouterr().err
+
+
+def test_the_memory_bounding_defaults() -> None:
+    """Peak memory at default settings (bench/clients.py): the fetch buffers of both
+    clients and the lake's batch size are the settings that move it."""
+    from antenna_elt.cli import build_parser
+    from antenna_elt.ingest import kafka_python, librdkafka
+
+    assert kafka_python.CONSUMER_SETTINGS["fetch_max_bytes"] == 4 * 1024 * 1024
+    assert kafka_python.CONSUMER_SETTINGS["max_partition_fetch_bytes"] == 1024 * 1024
+    config = librdkafka.consumer_config("k:9092", "g")
+    assert (config["fetch.max.bytes"], config["max.partition.fetch.bytes"]) == (
+        4 * 1024 * 1024,
+        1024 * 1024,
+    )
+    assert config["queued.max.messages.kbytes"] == 8 * 1024
+    parser = build_parser()
+    assert parser.parse_args(["ingest", "lake"]).batch_size == 50_000
+    assert parser.parse_args(["ingest", "postgres"]).batch_size == 20_000
