@@ -155,7 +155,15 @@ class LibrdkafkaConsumer:
     # -- reading ---------------------------------------------------------------------------
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Polled]:
-        messages = self.raw.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        # consume(n, timeout) returns only when it holds n messages or the timeout is over,
+        # so a quiet stream would wait out every poll's timeout (a batch's whole age):
+        # wait for the first message only, then take what is queued behind it
+        first = self.raw.poll(timeout_ms / 1000)
+        if first is None:
+            return {}
+        messages = [first]
+        if max_records > 1:
+            messages += self.raw.consume(num_messages=max_records - 1, timeout=0)
         lists: dict[int, list[Any]] = {}
         sizes: dict[int, int] = {}
         current = -1

@@ -228,6 +228,8 @@ class ScriptedLibrdkafka(ScriptedTopic):
         self.callbacks: dict[str, Any] = {}
         self.starting: set[int] = set()
         """Partitions assigned during the last consume: not fetching yet."""
+        self._drain: int | None = None
+        """After a poll that returned a message: how many more the next drain may take."""
 
     def rebalance(self, assigned: Iterable[int]) -> None:
         """Revoke every partition, then assign ``assigned`` (eager protocol), each through
@@ -268,18 +270,39 @@ class ScriptedLibrdkafka(ScriptedTopic):
         self.assigned = set()
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
-        from confluent_kafka import Message
-
+        """librdkafka's batch consume returns when it holds ``num_messages`` or when the
+        timeout is over: with fewer messages queued, it waits the whole timeout. A call
+        with no timeout right after :meth:`poll` only drains what that poll's fetch
+        left queued (it is not a scripted poll of its own)."""
+        if timeout == 0 and self._drain is not None:
+            budget, self._drain = self._drain, None
+            return self._messages(self._fetch(min(num_messages, budget)))
         self.starting = set()
         result = []
         if self._start_poll():
-            result = [
-                Message(topic=TOPIC, partition=p, offset=o, value=v, timestamp=(1, ts))
-                for p, o, v, ts in self._fetch(num_messages)
-            ]
-        if not result:
+            result = self._messages(self._fetch(num_messages))
+        if len(result) < num_messages and timeout > 0:
             self.clock.advance(timeout)
         return result
+
+    def poll(self, timeout: float = -1) -> Any:
+        """One message, or None after waiting the whole timeout (a scripted poll)."""
+        self.starting = set()
+        fetched = self._fetch(1) if self._start_poll() else []
+        if not fetched:
+            self.clock.advance(timeout)
+            return None
+        self._drain = (self.per_poll or 10**9) - 1
+        return self._messages(fetched)[0]
+
+    @staticmethod
+    def _messages(fetched: list[tuple[int, int, Any, int]]) -> list[Any]:
+        from confluent_kafka import Message
+
+        return [
+            Message(topic=TOPIC, partition=p, offset=o, value=v, timestamp=(1, ts))
+            for p, o, v, ts in fetched
+        ]
 
     def seek(self, partition: Any) -> None:
         from confluent_kafka import KafkaError, KafkaException
