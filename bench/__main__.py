@@ -21,6 +21,11 @@
    (default 10,000,000) in 24 closed hours of 180 small files each, as the lake ingestor
    leaves them; files per closed hour before and after compaction, its time, and a DuckDB
    scan of the lake before and after (full aggregate and one hour).
+6. clients (bench/clients.py): for each Kafka client (kafka-python, librdkafka) on one topic
+   of BENCH_EVENTS: the consume-only ceiling, `ingest postgres` and `ingest lake` events/s
+   and their ratio to that client's ceiling, each ingestor's peak memory; and the time
+   from an event to its visible raw row (p50, p95, p99) while `ingest postgres` runs live
+   under a stream of BENCH_LATENCY_RATE events/s (10k) for BENCH_LATENCY_SECONDS (60).
 
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
 BENCH_HISTORY=200000,1000000 BENCH_FUZZ_MESSAGES=20000 make bench; BENCH_PARTS=dbt runs
@@ -296,7 +301,7 @@ def main() -> int:
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     big = int(os.environ.get("BENCH_BIG_EVENTS", "5000000"))
     histories = [int(x) for x in os.environ.get("BENCH_HISTORY", "1000000,10000000").split(",")]
-    parts = os.environ.get("BENCH_PARTS", "ingest,spark,dbt,run,fuzz,compact").split(",")
+    parts = os.environ.get("BENCH_PARTS", "ingest,clients,spark,dbt,run,fuzz,compact").split(",")
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -305,6 +310,15 @@ def main() -> int:
     }
     if "ingest" in parts:
         results["ingest_postgres"], results["ingest_lake"] = bench_ingest(settings, events, big)
+    if "clients" in parts:
+        from bench.clients import bench_clients
+
+        results["clients"] = bench_clients(
+            settings,
+            events,
+            int(os.environ.get("BENCH_LATENCY_RATE", "10000")),
+            int(os.environ.get("BENCH_LATENCY_SECONDS", "60")),
+        )
     if "spark" in parts:
         results["ingest_spark"] = bench_spark_ingest(settings, events)
     if "dbt" in parts:

@@ -19,25 +19,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def consume_only(bootstrap: str, topic: str, total: int) -> float:
-    """Messages per second of a subscribed kafka-python consumer that does nothing."""
-    from kafka import KafkaConsumer
+def consume_only(
+    bootstrap: str, topic: str, total: int, kafka_client: str = "kafka-python"
+) -> float:
+    """Messages per second of a subscribed consumer that does nothing, through the same
+    client adapter, settings and poll size as the ingestors (``kafka_client``: one of
+    ``antenna_elt.ingest.consumer.CLIENTS``)."""
+    from antenna_elt.ingest.clients import client
+    from antenna_elt.ingest.consumer import RebalanceListener
+    from antenna_elt.ingest.loop import MAX_POLL_RECORDS
 
-    from antenna_elt.ingest.kafka import CONSUMER_SETTINGS
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        group_id=f"bench-ceiling-{uuid.uuid4().hex[:8]}",
-        **CONSUMER_SETTINGS,
+    chosen = client(kafka_client)
+    consumer = chosen.open(
+        chosen.default_factory, bootstrap, f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     )
-    consumer.subscribe([topic])
+    consumer.subscribe(topic, RebalanceListener())
     seen = 0
     started = time.monotonic()
     while seen < total:
-        for records in consumer.poll(timeout_ms=500).values():
-            seen += len(records)
+        for polled in consumer.poll(timeout_ms=500, max_records=MAX_POLL_RECORDS).values():
+            seen += len(polled.messages)
     elapsed = time.monotonic() - started
-    consumer.close(autocommit=False)
+    consumer.close()
     return seen / elapsed
 
 

@@ -40,6 +40,9 @@ _CONNINFO_KEYS = {
     "PGDATABASE": "dbname",
     "PGPASSFILE": "passfile",
 }
+KAFKA_CLIENTS = ("kafka-python", "librdkafka")
+"""The Kafka client libraries the ingestors can consume with (ANTENNA_ELT_KAFKA_CLIENT)."""
+DEFAULT_KAFKA_CLIENT = "kafka-python"
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -59,6 +62,15 @@ def _env_non_negative(env: dict[str, str], name: str, default: int) -> int:
     if value < 0:
         raise UserError(f"{name}={value} is negative; set it to a number of seconds or unset it")
     return value
+
+
+def _env_choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise UserError(f"{name}={raw!r} is not one of {', '.join(choices)}; set one or unset it")
+    return raw
 
 
 def dbt_schema_name(target_schema: str, custom_schema: str | None) -> str:
@@ -155,6 +167,9 @@ class Settings:
     spark_submitted: bool = False
     """True when running under spark-submit (it sets PYSPARK_GATEWAY_PORT for the Python
     driver): the session comes from spark-submit's configuration."""
+    kafka_client: str = DEFAULT_KAFKA_CLIENT
+    """ANTENNA_ELT_KAFKA_CLIENT: the Kafka client library both ingestors consume with,
+    ``kafka-python`` (default) or ``librdkafka`` (confluent-kafka)."""
 
     @property
     def pg_conninfo(self) -> str:
@@ -259,6 +274,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spark_checkpoints=env.get("ANTENNA_ELT_SPARK_CHECKPOINTS")
         or str(home / "spark" / "checkpoints"),
         spark_submitted=bool(env.get("PYSPARK_GATEWAY_PORT")),
+        kafka_client=_env_choice(
+            env, "ANTENNA_ELT_KAFKA_CLIENT", KAFKA_CLIENTS, DEFAULT_KAFKA_CLIENT
+        ),
     )
 
 

@@ -15,11 +15,16 @@ from antenna_elt.cli.argtypes import (
     positive_int,
     sql_name,
 )
-from antenna_elt.settings import Settings
+from antenna_elt.settings import DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS, Settings
 
 
 def add_loop_arguments(
-    parser: argparse.ArgumentParser, *, group: str, batch_size: int, max_latency: float
+    parser: argparse.ArgumentParser,
+    *,
+    group: str,
+    batch_size: int,
+    max_latency: float,
+    flush_when_caught_up: bool,
 ) -> None:
     """Options every ingestor shares (the consume, batch, commit loop)."""
     parser.add_argument("--topic", help="topic to consume (default: ANTENNA_ELT_TOPIC or devices)")
@@ -35,6 +40,26 @@ def add_loop_arguments(
         type=positive_float,
         default=max_latency,
         help=f"write a batch when its oldest message is this many seconds old (default: {max_latency:g})",
+    )
+    parser.add_argument(
+        "--flush-when-caught-up",
+        action=argparse.BooleanOptionalAction,
+        default=flush_when_caught_up,
+        help=(
+            "also write a batch as soon as the consumer has read everything the topic "
+            "holds and the previous write is done: a quiet stream lands within "
+            "milliseconds, a backlog still goes in --batch-size batches "
+            f"(default: {'on' if flush_when_caught_up else 'off'})"
+        ),
+    )
+    parser.add_argument(
+        "--kafka-client",
+        choices=KAFKA_CLIENTS,
+        help=(
+            "the Kafka client library to consume with: kafka-python (pure Python) or "
+            "librdkafka (confluent-kafka, C) (default: ANTENNA_ELT_KAFKA_CLIENT or "
+            f"{DEFAULT_KAFKA_CLIENT})"
+        ),
     )
     parser.add_argument(
         "--until-caught-up",
@@ -82,6 +107,8 @@ def loop_options(args: argparse.Namespace, settings: Settings) -> Any:
         # a bounded run must end: give up when nothing moves for 10 minutes
         idle_timeout=600.0 if args.until_caught_up else None,
         future_skew=settings.future_skew if args.future_skew is None else args.future_skew,
+        client=args.kafka_client or settings.kafka_client,
+        flush_when_caught_up=args.flush_when_caught_up,
     )
 
 
@@ -139,14 +166,20 @@ def register(subparsers: Any) -> None:
         "postgres",
         help="land events in PostgreSQL raw.device_usage (+ rejects), exactly once",
         description=(
-            "Consume the topic with kafka-python and COPY micro-batches into "
+            "Consume the topic (kafka-python or librdkafka) and COPY micro-batches into "
             "<schema>.device_usage and <schema>.device_usage_rejects. The next offset of "
             "every partition is stored in <schema>.ingest_offsets in the same transaction, "
             "and the consumer seeks there on start and rebalance: a crash at any point "
             "loses and duplicates nothing. Connection: libpq PG* variables."
         ),
     )
-    add_loop_arguments(pg, group="antenna-elt-postgres", batch_size=20_000, max_latency=1.0)
+    add_loop_arguments(
+        pg,
+        group="antenna-elt-postgres",
+        batch_size=20_000,
+        max_latency=1.0,
+        flush_when_caught_up=True,
+    )
     pg.add_argument(
         "--schema",
         type=sql_name("raw"),
@@ -165,7 +198,7 @@ def _register_lake(sub: Any) -> None:
         "lake",
         help="land events as hourly Parquet files in the lake (file://, s3://, gs://), exactly once",
         description=(
-            "Consume the topic with kafka-python and write Parquet under "
+            "Consume the topic (kafka-python or librdkafka) and write Parquet under "
             "<lake>/device_usage/year=/month=/day=/hour=/ (event time, UTC), one file per "
             "partition and hour per batch, named <topic>+<partition>+<first>+<last>.parquet; "
             "contract breakers go to <lake>/device_usage_rejects/. Files are written under "
@@ -176,7 +209,15 @@ def _register_lake(sub: Any) -> None:
             "manifest under <lake>/_manifests/closed_hours/device_usage/."
         ),
     )
-    add_loop_arguments(p, group="antenna-elt-lake", batch_size=100_000, max_latency=60.0)
+    add_loop_arguments(
+        p,
+        group="antenna-elt-lake",
+        # 50,000: the writer holds a batch as messages, rows and Arrow columns at once;
+        # 100,000 cost ~115 MiB more peak at the same rate (bench/clients.py)
+        batch_size=50_000,
+        max_latency=60.0,
+        flush_when_caught_up=False,
+    )
     p.add_argument(
         "--lake",
         help="lake location: a path or file://, s3://, gs:// URI (default: ANTENNA_ELT_LAKE or .stack/lake)",

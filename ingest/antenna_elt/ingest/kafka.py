@@ -1,94 +1,36 @@
-"""Everything the loop asks of Kafka: the consumer settings, connecting, the rebalance
-listener, end offsets, lag, and mirroring the sink's offsets for monitoring tools.
-
-kafka-python is imported inside functions so that ``--help`` stays instant.
-"""
+"""Everything the loop asks of Kafka beyond a poll, whichever client is underneath
+(:mod:`.consumer`): connecting with retries, the end offsets of a bounded run, mirroring
+the sink's offsets for monitoring tools, and the lag report."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from antenna_elt.clock import Clock
 from antenna_elt.errors import UserError
+from antenna_elt.ingest.consumer import Client, Consumer, RebalanceListener
 from antenna_elt.ingest.retry import retry
+
+__all__ = [
+    "TOPIC_WAIT_SECONDS",
+    "LagReport",
+    "RebalanceListener",
+    "connect",
+    "mirror_offsets",
+    "new_listener",
+    "position",
+    "topic_end_offsets",
+]
 
 log = logging.getLogger("antenna_elt.ingest")
 
-# kafka-python settings of every ingestor (and of the benchmark's consume-only ceiling)
-CONSUMER_SETTINGS: dict[str, Any] = {
-    "enable_auto_commit": False,
-    "auto_offset_reset": "earliest",
-    # events of aborted transactions are never ingested; the consumer's position moves
-    # past transaction markers and aborted records, and end offsets are the last stable
-    # offset (a transaction still open holds the bounded run's target back, not past it)
-    "isolation_level": "read_committed",
-    "max_poll_records": 5000,
-    # 16 MB in flight, 4 MB a partition: larger buffers raise peak memory (decoded records)
-    # without raising the rate (bench: 1M vs 5M events)
-    "fetch_max_bytes": 16 * 1024 * 1024,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
-    "fetch_min_bytes": 1,
-    "fetch_max_wait_ms": 200,
-    "check_crcs": False,
-    # a killed ingestor's partitions move to its successor after this long
-    "session_timeout_ms": 10_000,
-    "heartbeat_interval_ms": 3_000,
-}
 TOPIC_WAIT_SECONDS = 60.0
 
 
-class RebalanceListener:
-    """Rebalance callbacks run on kafka-python's IO thread: only record what changed; the
-    loop acts on it (:meth:`take`) between polls."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.to_seek: set[Any] = set()
-        self.revoked: set[Any] = set()
-
-    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        with self.lock:
-            self.to_seek.update(assigned)
-
-    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        with self.lock:
-            self.revoked.update(revoked)
-            self.to_seek.difference_update(revoked)
-
-    def take(self) -> tuple[set[Any], set[Any]]:
-        """(partitions to seek, partitions revoked) since the last call."""
-        with self.lock:
-            to_seek, revoked = self.to_seek, self.revoked
-            self.to_seek, self.revoked = set(), set()
-        return to_seek, revoked
-
-
 def new_listener() -> RebalanceListener:
-    """A listener kafka-python accepts (3.x wants a ConsumerRebalanceListener subclass)."""
-    from kafka import ConsumerRebalanceListener
-
-    class Listener(RebalanceListener, ConsumerRebalanceListener):
-        pass
-
-    return Listener()
-
-
-def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap_servers.split(","),
-        "group_id": group_id,
-        "client_id": f"antenna-elt-{group_id}",
-        **CONSUMER_SETTINGS,
-    }
-
-
-def kafka_consumer(**config: Any) -> Any:
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(**config)
+    return RebalanceListener()
 
 
 class _Unreachable(Exception):
@@ -96,6 +38,7 @@ class _Unreachable(Exception):
 
 
 def connect(
+    client: Client,
     factory: Callable[..., Any],
     bootstrap_servers: str,
     group_id: str,
@@ -104,10 +47,9 @@ def connect(
     *,
     give_up: Callable[[], bool],
     wait: Callable[[float], object],
-) -> Any:
+) -> Consumer:
     """A consumer of ``topic`` in ``group_id``, retrying with backoff while Kafka is
     unreachable unless ``give_up()`` says otherwise (then a one-line error)."""
-    from kafka.errors import KafkaTimeoutError
 
     def unreachable(_exc: BaseException, seconds: float) -> None:
         if give_up():
@@ -122,29 +64,29 @@ def connect(
             seconds,
         )
 
-    def attempt() -> Any:
+    def attempt() -> Consumer:
         try:
-            return factory(**consumer_config(bootstrap_servers, group_id))
-        except KafkaTimeoutError as exc:  # kafka-python 3: 'Unable to bootstrap from ...'
-            raise _Unreachable(str(exc)) from exc
+            return client.open(factory, bootstrap_servers, group_id)
+        except Exception as exc:
+            if client.unreachable(exc):
+                raise _Unreachable(str(exc)) from exc
+            raise
 
     consumer = retry(attempt, retry_on=_Unreachable, on_failure=unreachable, wait=wait)
-    consumer.subscribe([topic], listener=listener)
+    consumer.subscribe(topic, listener)
     return consumer
 
 
 def topic_end_offsets(
-    consumer: Any, topic: str, bootstrap_servers: str, clock: Clock
+    consumer: Consumer, topic: str, bootstrap_servers: str, clock: Clock
 ) -> dict[int, int]:
     """End offset of every partition of ``topic``; waits up to a minute for the topic."""
-    from kafka import TopicPartition
-
     deadline = clock.monotonic() + TOPIC_WAIT_SECONDS
     while True:
         parts = consumer.partitions_for_topic(topic)
         if parts:
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            ends = consumer.end_offsets(tps)
+            tps = [consumer.topic_partition(topic, p) for p in sorted(parts)]
+            ends = consumer.end_offsets(tps, timeout_ms=30_000)
             return {tp.partition: off for tp, off in ends.items()}
         if clock.monotonic() > deadline:
             raise UserError(
@@ -154,32 +96,18 @@ def topic_end_offsets(
         clock.wait(0.5)
 
 
-def position(consumer: Any, tp: Any) -> int | None:
+def position(consumer: Consumer, tp: Any) -> int | None:
     """The consumer's position in ``tp`` (the next offset it fetches: past transaction
     markers and aborted records, which poll never returns), or None when unknown."""
-    try:
-        offset = consumer.position(tp, timeout_ms=0)
-    except Exception:  # not assigned any more (a rebalance), or not resolved yet
-        return None
-    return None if offset is None else int(offset)
+    return consumer.position(tp)
 
 
-def mirror_offsets(consumer: Any, topic: str, next_offsets: dict[int, int]) -> None:
+def mirror_offsets(consumer: Consumer, topic: str, next_offsets: dict[int, int]) -> None:
     """Commit the sink's offsets to Kafka for lag tools; failures are harmless."""
-    from kafka import TopicPartition
-    from kafka.structs import OffsetAndMetadata
-
-    owned = {tp.partition for tp in consumer.assignment()}
-    offsets = {
-        TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
-        for p, o in next_offsets.items()
-        if p in owned
-    }
-    if offsets:
-        try:
-            consumer.commit_async(offsets=offsets, callback=lambda *_: None)
-        except Exception as exc:
-            log.debug("informational Kafka offset commit failed: %s", exc)
+    try:
+        consumer.commit_offsets(topic, next_offsets)
+    except Exception as exc:
+        log.debug("informational Kafka offset commit failed: %s", exc)
 
 
 class LagReport:
@@ -190,7 +118,7 @@ class LagReport:
         self.bootstrap_servers = bootstrap_servers
         self.kafka_down = False
 
-    def text(self, consumer: Any, position: Callable[[int], int]) -> str:
+    def text(self, consumer: Consumer, position: Callable[[int], int]) -> str:
         assigned = list(consumer.assignment())
         if not assigned:
             return "unknown (no partitions assigned yet)"

@@ -21,6 +21,8 @@ from antenna_elt.clock import SYSTEM_CLOCK, Clock
 from antenna_elt.errors import UserError
 from antenna_elt.ingest import kafka
 from antenna_elt.ingest.batch import Batch
+from antenna_elt.ingest.clients import client
+from antenna_elt.ingest.consumer import KAFKA_PYTHON, Polled
 from antenna_elt.ingest.flush import FlushPolicy
 from antenna_elt.ingest.positions import Positions
 from antenna_elt.ingest.progress import Progress, Stats
@@ -31,6 +33,11 @@ from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
 from antenna_elt.settings import DEFAULT_FUTURE_SKEW
 
 log = logging.getLogger("antenna_elt.ingest")
+
+MAX_POLL_RECORDS = 5000
+"""Records a poll returns at most (both clients)."""
+WRITER_WAIT_POLL_MS = 5
+"""Poll timeout while a caught-up batch waits for the writer to finish the previous one."""
 
 
 @dataclass
@@ -54,6 +61,13 @@ class LoopOptions:
     """With until_caught_up: give up after this many seconds without reaching the end."""
     future_skew: int = DEFAULT_FUTURE_SKEW
     """Seconds an event time may be ahead of its Kafka record's time (contract.future_bound)."""
+    client: str = KAFKA_PYTHON
+    """The Kafka client library (consumer.CLIENTS)."""
+    flush_when_caught_up: bool = False
+    """Also flush as soon as the consumer has read everything the topic held at its last
+    fetch and the writer is idle: a quiet stream is written within milliseconds, a
+    backlog still goes in batches of ``batch_size`` (one is written while the next is
+    read, so while the writer is busy the batch keeps growing)."""
 
 
 class _Abandon(Exception):
@@ -86,7 +100,8 @@ class IngestLoop(StopOnSignal):
             options.batch_size, options.max_latency, options.max_batch_bytes, clock
         )
         self._stop = threading.Event()
-        self._consumer_factory = consumer_factory or kafka.kafka_consumer
+        self._client = client(options.client)
+        self._consumer_factory = consumer_factory or self._client.default_factory
         self._consumer: Any = None
         self._listener = listener or kafka.new_listener()
         self._positions = Positions()
@@ -104,7 +119,8 @@ class IngestLoop(StopOnSignal):
     def _connect(self) -> Any:
         opts = self.options
         bounded = opts.until_caught_up or opts.max_messages is not None
-        return kafka.connect(
+        consumer = kafka.connect(
+            self._client,
             self._consumer_factory,
             opts.bootstrap_servers,
             opts.group_id,
@@ -113,6 +129,9 @@ class IngestLoop(StopOnSignal):
             give_up=lambda: bounded or self._stop.is_set(),
             wait=lambda s: self.clock.wait(s, self._stop),
         )
+        # librdkafka sets a partition's start offset in the assignment callback itself
+        consumer.set_rebalance_hook(self._handle_rebalance)
+        return consumer
 
     def run(self) -> Stats:
         """Run until stopped (signal, --max-messages or --until-caught-up)."""
@@ -120,13 +139,15 @@ class IngestLoop(StopOnSignal):
         self.sink.setup()
         self._consumer = self._connect()
         log.info(
-            "consuming %s from %s as group %s into %s (batch %d messages or %.1f s)",
+            "consuming %s from %s as group %s with %s into %s (batch %d messages or %.1f s%s)",
             opts.topic,
             opts.bootstrap_servers,
             opts.group_id,
+            self._client.name,
             self.sink.description,
             opts.batch_size,
             opts.max_latency,
+            ", or as soon as caught up" if opts.flush_when_caught_up else "",
         )
         if opts.until_caught_up:
             self._end_targets = kafka.topic_end_offsets(
@@ -143,11 +164,9 @@ class IngestLoop(StopOnSignal):
                 remaining = self._remaining_budget()
                 if remaining == 0:
                     break
-                room = min(
-                    kafka.CONSUMER_SETTINGS["max_poll_records"], self.flush.room(self._batch)
-                )
+                room = min(MAX_POLL_RECORDS, self.flush.room(self._batch))
                 records = self._consumer.poll(
-                    timeout_ms=self.flush.poll_timeout_ms(self._batch),
+                    timeout_ms=self._poll_timeout_ms(),
                     max_records=min(remaining, room) if remaining is not None else room,
                 )
                 seeked = self._handle_rebalance()
@@ -231,7 +250,17 @@ class IngestLoop(StopOnSignal):
             wait=lambda s: self.clock.wait(s, self._stop),
         )
 
-    def _add_records(self, records: dict[Any, list[Any]], seeked: set[int]) -> int:
+    def _poll_timeout_ms(self) -> int:
+        timeout = self.flush.poll_timeout_ms(self._batch)
+        if self.options.flush_when_caught_up and len(self._batch) and not self._writer_idle():
+            # a batch ready to go waits for the writer: look again soon
+            return min(timeout, WRITER_WAIT_POLL_MS)
+        return timeout
+
+    def _writer_idle(self) -> bool:
+        return self._inflight is None or self._inflight[1].done()
+
+    def _add_records(self, records: dict[Any, Polled], seeked: set[int]) -> int:
         added = self._positions.add(self._batch, records, seeked)
         if added and not self._batch.started:
             self._batch.started = self.clock.monotonic()
@@ -241,6 +270,8 @@ class IngestLoop(StopOnSignal):
         if not len(self._batch):
             return False
         if self.flush.due(self._batch) or self._remaining_budget() == 0:
+            return True
+        if self.options.flush_when_caught_up and self._writer_idle() and self._consumer.caught_up():
             return True
         return self._end_targets is not None and self._reached_targets()
 
@@ -331,15 +362,8 @@ class IngestLoop(StopOnSignal):
         kafka.mirror_offsets(self._consumer, self.options.topic, batch.next_offsets)
 
     def _keep_group_alive(self, seconds: float) -> None:
-        """Wait without breaking the group: paused polls keep the consumer a member."""
-        deadline = self.clock.monotonic() + seconds
-        assigned = list(self._consumer.assignment())
-        self._consumer.pause(*assigned)
-        try:
-            while self.clock.monotonic() < deadline and not self._stop.is_set():
-                self._consumer.poll(timeout_ms=200)
-        finally:
-            self._consumer.resume(*[tp for tp in assigned if tp in self._consumer.assignment()])
+        """Wait without breaking the group (kafka-python: paused polls)."""
+        self._consumer.keep_alive(seconds, self.clock, self._stop)
 
     # -- bounds, progress, end -----------------------------------------------------------
 
@@ -363,6 +387,6 @@ class IngestLoop(StopOnSignal):
         self._writer.shutdown()
         try:
             if self._consumer is not None:
-                self._consumer.close(autocommit=False)
+                self._consumer.close()
         finally:
             self.sink.close()

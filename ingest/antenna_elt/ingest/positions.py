@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from antenna_elt.ingest.batch import Batch
+from antenna_elt.ingest.consumer import Polled
 
 
 class Positions:
@@ -31,16 +32,17 @@ class Positions:
     def add(
         self,
         batch: Batch,
-        records: dict[Any, list[Any]],
+        records: dict[Any, Polled],
         seeked: set[int] | frozenset[int] = frozenset(),
     ) -> int:
         """Append polled records to ``batch``, skipping those already in the sink, those
         of partitions not seeked yet and those of partitions ``seeked`` after this poll
         fetched them; returns how many were added."""
-        added = size = 0
-        append = batch.messages.append
+        added = 0
         first_offsets = batch.first_offsets
-        for tp, messages in records.items():
+        for tp, (messages, size) in records.items():
+            if not messages:
+                continue
             partition = tp.partition
             expected = self.expected.get(partition)
             if expected is None:
@@ -51,22 +53,20 @@ class Positions:
                 # committed offset, which may be ahead of the sink's: the seek that just
                 # happened reads the partition again from the sink's offset
                 continue
-            for msg in messages:
-                offset = msg.offset
-                if offset < expected:
-                    continue  # already in the sink
-                value = msg.value
-                append((partition, offset, value, msg.timestamp))
-                if value is not None:
-                    size += len(value)
-                if partition not in first_offsets:
-                    first_offsets[partition] = offset
-                expected = offset + 1
-                added += 1
+            if messages[0][1] < expected:
+                # some are in the sink already (read again after a seek): keep the rest
+                messages = [m for m in messages if m[1] >= expected]
+                if not messages:
+                    continue
+                size = sum(len(m[2]) for m in messages if m[2] is not None)
+            batch.messages.extend(messages)
+            if partition not in first_offsets:
+                first_offsets[partition] = messages[0][1]
+            expected = messages[-1][1] + 1
             self.expected[partition] = expected
-            if partition in first_offsets:
-                batch.next_offsets[partition] = expected
-        batch.value_bytes += size
+            batch.next_offsets[partition] = expected
+            batch.value_bytes += size
+            added += len(messages)
         return added
 
     def reached(

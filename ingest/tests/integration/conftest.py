@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from antenna_elt.devstack import stack
+from antenna_elt.ingest.consumer import CLIENTS
 from antenna_elt.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -27,6 +28,16 @@ def settings() -> Settings:
     except Exception as exc:
         pytest.fail(f"local stack could not start: {exc}", pytrace=False)
     return settings
+
+
+@pytest.fixture(params=CLIENTS)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each Kafka client in turn, through ANTENNA_ELT_KAFKA_CLIENT: the ingestors started as
+    processes inherit it and the in-process loops of the helpers read it. The core ingest
+    suites ask for it (``pytest.mark.usefixtures("kafka_client")``), so they run against
+    both clients; the other tests use the default client."""
+    monkeypatch.setenv("ANTENNA_ELT_KAFKA_CLIENT", request.param)
+    return str(request.param)
 
 
 @pytest.fixture

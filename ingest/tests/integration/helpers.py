@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from antenna_elt.ingest.loop import IngestLoop, LoopOptions, Stats
-from antenna_elt.settings import Settings
+from antenna_elt.settings import Settings, load_settings
 from antenna_elt.sinks.postgres import PostgresSink
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,6 +59,7 @@ def ingest_until_caught_up(
 ) -> Stats:
     sink = functools.partial(PostgresSink, settings.pg_conninfo, schema, group)
     options = LoopOptions(
+        client=load_settings().kafka_client,
         topic=topic,
         group_id=group,
         bootstrap_servers=settings.kafka_bootstrap_servers,

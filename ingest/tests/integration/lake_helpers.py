@@ -13,7 +13,7 @@ from typing import Any
 from helpers import ROOT
 
 from antenna_elt.ingest.loop import IngestLoop, LoopOptions, Stats
-from antenna_elt.settings import Settings
+from antenna_elt.settings import Settings, load_settings
 from antenna_elt.sinks.lake import layout as L
 from antenna_elt.sinks.lake.manifests import HourManifests, live_paths
 from antenna_elt.sinks.lake.sink import LakeSink
@@ -44,6 +44,7 @@ def lake_loop(
 ) -> IngestLoop:
     sink = functools.partial(LakeSink, lake, group, close_grace=close_grace, compact=compact)
     options = LoopOptions(
+        client=load_settings().kafka_client,
         topic=topic,
         group_id=group,
         bootstrap_servers=settings.kafka_bootstrap_servers,

@@ -26,6 +26,10 @@ T0 = 1_795_489_200  # 2026-11-24T03:00:00Z
 DEVICE = "00000000-0000-0000-0000-000000000004"
 ANTENNA = "6f1c3b2a-9d4e-4f5a-8b7c-0123456789ab"
 
+# every test here runs once per Kafka client (conftest.kafka_client): each decodes the
+# codecs and skips aborted records and transaction markers its own way
+pytestmark = pytest.mark.usefixtures("kafka_client")
+
 
 def event(i: int, app: str = "SKYPE") -> bytes:
     return json.dumps(

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from both_sinks import (
     ingest_both,
     lake_events,
@@ -81,6 +82,7 @@ POISON = [
 ]
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_poison_messages_land_in_both_sinks_rejects_and_the_events_behind_them_too(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn: Any, tmp_path: Path
 ) -> None:
@@ -102,6 +104,7 @@ def test_poison_messages_land_in_both_sinks_rejects_and_the_events_behind_them_t
     assert lake_events(lake) == expected_events
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_hostile_traffic_lands_identically_in_both_sinks_and_nothing_crashes(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn: Any, tmp_path: Path
 ) -> None:

@@ -212,6 +212,7 @@ def test_lake_instances_of_one_group_under_rebalances_and_zombies_commit_every_o
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client: its own rebalance handling
 def test_postgres_instances_of_one_group_under_rebalances_and_zombies_commit_every_offset_once(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn: Any, tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ def messages(start: int, stop: int) -> list[tuple[int, bytes | None]]:
     return [(i % 3, event(i) if i % 50 != 49 else b"{broken") for i in range(start, stop)]
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     settings: Settings, kafka_topic: str, pg_schema: str, tmp_path: Path
 ) -> None:

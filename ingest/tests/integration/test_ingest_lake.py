@@ -52,6 +52,7 @@ def manifest(root: Path, hour: int) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_lake_totals_per_hour_antenna_user_and_app_equal_the_simulator_ledger(
     settings: Settings, kafka_topic: str, tmp_path: Path
 ) -> None:
@@ -202,6 +203,7 @@ def test_late_events_add_a_file_to_their_closed_hour_and_leave_earlier_files_unt
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_kill_9_during_writes_leaves_no_partial_lost_or_doubled_event(
     settings: Settings, kafka_topic: str, tmp_path: Path
 ) -> None:

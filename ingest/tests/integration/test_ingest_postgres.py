@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from helpers import (
     all_offsets,
     end_offsets,
@@ -32,6 +33,7 @@ def valid_event(i: int) -> bytes:
     ).encode()
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_every_contract_breaker_lands_in_rejects_with_its_reason(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn
 ) -> None:
@@ -58,6 +60,7 @@ def test_every_contract_breaker_lands_in_rejects_with_its_reason(
     assert (stats.events, stats.rejects) == (len(BREAKERS), len(BREAKERS))
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_valid_events_land_typed_with_their_kafka_coordinates(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn
 ) -> None:
@@ -82,6 +85,7 @@ def test_valid_events_land_typed_with_their_kafka_coordinates(
     ]
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_staged_rows_plus_rejects_equal_consumed_offsets_exactly(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn
 ) -> None:
@@ -98,6 +102,7 @@ def test_staged_rows_plus_rejects_equal_consumed_offsets_exactly(
     )
 
 
+@pytest.mark.usefixtures("kafka_client")  # once per Kafka client
 def test_a_second_run_resumes_from_stored_offsets_and_adds_only_new_messages(
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn
 ) -> None:

@@ -105,3 +105,57 @@ def test_a_bad_port_is_one_line_naming_the_variable() -> None:
         _ = load_settings({"ANTENNA_ELT_SUPERSET_PORT": "0"}).superset_port
     with pytest.raises(UserError, match=r"^ANTENNA_ELT_FUTURE_SKEW=-5 is negative"):
         load_settings({"ANTENNA_ELT_FUTURE_SKEW": "-5"})
+
+
+def test_the_kafka_client_is_kafka_python_unless_the_environment_names_librdkafka() -> None:
+    assert load_settings({}).kafka_client == "kafka-python"
+    assert load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"}).kafka_client == "librdkafka"
+
+
+def test_an_unknown_kafka_client_is_one_line_naming_the_choices() -> None:
+    with pytest.raises(
+        UserError,
+        match=(
+            r"^ANTENNA_ELT_KAFKA_CLIENT='confluent' is not one of kafka-python, librdkafka; "
+            r"set one or unset it$"
+        ),
+    ):
+        load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "confluent"})
+
+
+def test_the_kafka_client_flag_overrides_the_setting_and_refuses_unknown_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from antenna_elt.cli import build_parser
+    from antenna_elt.cli.ingest import loop_options
+
+    parser = build_parser()
+    settings = load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"})
+    args = parser.parse_args(["ingest", "postgres"])
+    assert loop_options(args, settings).client == "librdkafka"
+    assert args.flush_when_caught_up is True
+    args = parser.parse_args(["ingest", "lake", "--kafka-client", "kafka-python"])
+    assert loop_options(args, settings).client == "kafka-python"
+    assert args.flush_when_caught_up is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ingest", "lake", "--kafka-client", "rdkafka"])
+    assert "argument --kafka-client: invalid choice: 'rdkafka'" in capsys.readouterr().err
+
+
+def test_the_memory_bounding_defaults() -> None:
+    """Peak memory at default settings (bench/clients.py): the fetch buffers of both
+    clients and the lake's batch size are the settings that move it."""
+    from antenna_elt.cli import build_parser
+    from antenna_elt.ingest import kafka_python, librdkafka
+
+    assert kafka_python.CONSUMER_SETTINGS["fetch_max_bytes"] == 4 * 1024 * 1024
+    assert kafka_python.CONSUMER_SETTINGS["max_partition_fetch_bytes"] == 1024 * 1024
+    config = librdkafka.consumer_config("k:9092", "g")
+    assert (config["fetch.max.bytes"], config["max.partition.fetch.bytes"]) == (
+        4 * 1024 * 1024,
+        1024 * 1024,
+    )
+    assert config["queued.max.messages.kbytes"] == 8 * 1024
+    parser = build_parser()
+    assert parser.parse_args(["ingest", "lake"]).batch_size == 50_000
+    assert parser.parse_args(["ingest", "postgres"]).batch_size == 20_000
