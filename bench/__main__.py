@@ -26,6 +26,9 @@
    and their ratio to that client's ceiling, each ingestor's peak memory; and the time
    from an event to its visible raw row (p50, p95, p99) while `ingest postgres` runs live
    under a stream of BENCH_LATENCY_RATE events/s (10k) for BENCH_LATENCY_SECONDS (60).
+7. soak (bench/soak.py; only with BENCH_PARTS=soak: an hour): both ingestors at default
+   settings under BENCH_SOAK_RATE events/s (5k) for BENCH_SOAK_SECONDS (3600): is the lag
+   bounded and memory flat (lag and RSS sampled every BENCH_SOAK_SAMPLE seconds).
 
 Sizes can be lowered for a quick look: BENCH_EVENTS=200000 BENCH_BIG_EVENTS=500000
 BENCH_HISTORY=200000,1000000 BENCH_FUZZ_MESSAGES=20000 make bench; BENCH_PARTS=dbt runs
@@ -349,6 +352,15 @@ def main() -> int:
         finally:
             subprocess.run(["rm", "-rf", str(work)], check=False)
         log(json.dumps(results["compaction"]))
+    if "soak" in parts:  # an hour by default: only when asked for
+        from bench.soak import bench_soak
+
+        results["soak"] = bench_soak(
+            settings,
+            int(os.environ.get("BENCH_SOAK_RATE", "5000")),
+            int(os.environ.get("BENCH_SOAK_SECONDS", "3600")),
+            float(os.environ.get("BENCH_SOAK_SAMPLE", "10")),
+        )
     path = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
