@@ -189,16 +189,29 @@
 
 
 {#- Spark over the lake: the lake's folders as external Parquet tables in the raw schema
-    (var raw_schema: one per lake), its files registered in `<raw schema>.lake_files` with the
-    number of the build that first saw each (a registry every target on the metastore shares:
-    numbers only grow, so each target's own watermarks stay valid), and views
-    `device_usage` (registered files only, with their ingest_seq) and
-    `device_usage_rejects` that the source `raw` reads. Spark SQL runs one statement at a
-    time, and its Parquet tables take no delete or update: the bookkeeping is append-only. -#}
+    (var raw_schema: one per lake), its closed hours' published manifests as an external JSON
+    table, and views `device_usage` and `device_usage_rejects` that the source `raw` reads.
+    Each build snapshots the lake's live files in `<raw schema>.lake_live_files` (the rule of
+    ingest/antenna_elt/sinks/lake/manifests.py, as on DuckDB: every file a closed hour's
+    manifest lists under `files`, and every file the ingestor named that no manifest lists
+    under `replaced`; a compacted file is live only once listed; paths compared relative to
+    the lake root, since Spark names files by URI) and registers the live files it has not seen
+    in `<raw schema>.lake_files` with its number (a registry every target on the metastore
+    shares: numbers only grow, so each target's own watermarks stay valid). `device_usage`
+    reads the registered files that are live: during compaction's grace period the replaced
+    files are still on disk, and are never read beside the file that replaced them. A
+    compacted file gets the number of the first build that sees it live, so the models
+    rebuild its hours (the same rows). Spark SQL runs one statement at a time, and its Parquet
+    tables take no delete or update: the registry is append-only, the snapshot overwritten. -#}
 {% macro spark__start_ingest_build() -%}
     {%- set raw = var('raw_schema') -%}
     {%- set lake = spark_lake_location() -%}
     {%- set files = api.Relation.create(schema=raw, identifier='lake_files') -%}
+    {%- set live = api.Relation.create(schema=raw, identifier='lake_live_files') -%}
+    {%- set manifests = api.Relation.create(schema=raw, identifier='lake_closed_hour_manifests') -%}
+    {%- set manifests_location = lake ~ '/_manifests/closed_hours/device_usage' -%}
+    {#- the lake path of a file: from its table folder on (`device_usage/year=/month=/day=/hour=/<name>`) -#}
+    {%- set lake_path = "regexp_extract(found.file_path, '(device_usage/[^/]+/[^/]+/[^/]+/[^/]+/[^/]+)$', 1)" -%}
     {%- set statements = [
         'create schema if not exists ' ~ target.schema,
         'create schema if not exists ' ~ raw,
@@ -210,10 +223,35 @@
             using parquet options (recursiveFileLookup 'true') location '" ~ lake ~ "/device_usage_rejects'",
         'alter table ' ~ raw ~ ".lake_device_usage_rejects set location '" ~ lake ~ "/device_usage_rejects'",
         'refresh table ' ~ raw ~ '.lake_device_usage_rejects',
+        'create table if not exists ' ~ manifests ~ " (files array<struct<path: string, inputs: array<string>>>, replaced array<string>)
+            using json options (multiLine 'true', mode 'FAILFAST', pathGlobFilter '*.json')
+            location '" ~ manifests_location ~ "'",
+        'alter table ' ~ manifests ~ " set location '" ~ manifests_location ~ "'",
+        'refresh table ' ~ manifests,
+        'create table if not exists ' ~ live ~ ' (file_path string) using parquet',
+        'insert overwrite table ' ~ live ~ '
+            select found.file_path
+            from (select distinct _metadata.file_path as file_path from ' ~ raw ~ '.lake_device_usage) as found
+            left join (
+                select distinct listed_files.listed.path
+                from (select explode(manifests.files) as listed from ' ~ manifests ~ ' as manifests) as listed_files
+            ) as listed
+                on ' ~ lake_path ~ ' = listed.path
+            left join (
+                select distinct replaced_files.replaced
+                from (select explode(manifests.replaced) as replaced from ' ~ manifests ~ ' as manifests) as replaced_files
+            ) as replaced
+                on ' ~ lake_path ~ " = replaced.replaced
+            where
+                listed.path is not null
+                or (
+                    regexp_extract(found.file_path, '([^/]+)$', 1) not like 'compacted-%'
+                    and replaced.replaced is null
+                )",
         'create table if not exists ' ~ files ~ ' (file_path string, ingest_seq bigint, registered_at timestamp) using parquet',
         'insert into ' ~ files ~ '
             select found.file_path, registered.next_seq, current_timestamp()
-            from (select distinct _metadata.file_path as file_path from ' ~ raw ~ '.lake_device_usage) as found
+            from ' ~ live ~ ' as found
             cross join (select coalesce(max(ingest_seq), 0) + 1 as next_seq from ' ~ files ~ ') as registered
             left anti join ' ~ files ~ ' as known
                 on found.file_path = known.file_path',
@@ -224,7 +262,9 @@
                 files.ingest_seq
             from (select *, _metadata.file_path as file_path from ' ~ raw ~ '.lake_device_usage) as events
             inner join ' ~ files ~ ' as files
-                on events.file_path = files.file_path',
+                on events.file_path = files.file_path
+            left semi join ' ~ live ~ ' as live
+                on events.file_path = live.file_path',
         'create or replace view ' ~ raw ~ '.device_usage_rejects as
             select kafka_topic, kafka_partition, kafka_offset, raw_value, reason, ingested_at
             from ' ~ raw ~ '.lake_device_usage_rejects',

@@ -6,7 +6,9 @@ twice mid-stream and restarted from its checkpoint) leaves a lake equal, row for
 the simulator's ledger and to the lake of `antenna-elt ingest lake`; its PostgreSQL path
 (foreachBatch) lands exactly the rows of `antenna-elt ingest postgres`; `dbt build --target
 spark` over that lake (a first build while the lake was half written, then an incremental
-one with every data test) gives the marts PostgreSQL and DuckDB give.
+one with every data test) gives the marts PostgreSQL and DuckDB give; and staging on Spark
+over the Python lake ingestor's lake, with an hour compacted and the files it replaced still
+on disk (grace period), reads every live event once.
 
 One Spark session serves the in-process runs of the module; the killed job and dbt run in
 their own processes (dbt-spark's session keeps a Hive metastore that one JVM opens at a time).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -25,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 from helpers import all_offsets, end_offsets, unique_group, wait_for
-from lake_helpers import leftovers, parquet_files
+from lake_helpers import all_parquet_files, leftovers, parquet_files, read_lake
 from marts_run import Run, rounded
 from spark_helpers import committed_offsets, lake_rows, read_spark_table, spark_process
 
@@ -268,3 +272,62 @@ def test_dbt_on_spark_builds_the_same_marts_as_postgres_and_duckdb(
         )
         assert _sorted(built) == _sorted(pg), mart
         assert _sorted(built) == _sorted(duck), mart
+
+
+def test_dbt_on_spark_reads_a_compacted_hour_once_while_its_replaced_files_remain(
+    simulated: Run,
+) -> None:
+    """The Python lake ingestor compacts closed hours and keeps the replaced files for a grace
+    period: staging on Spark reads the live files only (the rule of
+    antenna_elt.sinks.lake.manifests), never a compacted file and the files it replaced."""
+    lake = simulated.tmp / "spark-compacted-lake"
+    shutil.copytree(simulated.tmp / "lake", lake)
+    # compacted again with a small size target (on top of what the ingestor compacted): the
+    # files replaced, compacted ones among them, stay for the default grace period (1 h)
+    proc = run_cli("lake", "compact", "--lake", lake.as_uri(), "--compact-target-mib", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    replaced = set(all_parquet_files(lake)) - set(parquet_files(lake))
+    assert replaced, proc.stdout
+    live = read_lake(lake)
+    expected = {
+        "events": live.num_rows,
+        "total_bytes": sum(live.column("bytes").to_pylist()),
+        "offsets": len(
+            set(
+                zip(
+                    live.column("kafka_partition").to_pylist(),
+                    live.column("kafka_offset").to_pylist(),
+                    strict=True,
+                )
+            )
+        ),
+    }
+    # every message once (duplicates are byte-identical re-sends: the ledger counts them once)
+    ledger = simulated.ledger
+    assert expected["events"] == expected["offsets"]
+    assert expected["events"] == ledger.counters["events"] + ledger.counters["duplicates"]
+    assert expected["total_bytes"] == sum(row[3] for row in lake_rows(simulated.tmp / "lake"))
+    expected["unique_bytes"] = ledger.total_bytes
+
+    schema = f"{simulated.tmp.name}_spark_compacted".replace("-", "_")
+    dbt_dir = simulated.tmp / "spark-dbt-compacted"
+    env = {
+        "ANTENNA_ELT_DBT_SCHEMA": schema,
+        "ANTENNA_ELT_SPARK_DBT_DIR": str(dbt_dir),
+        "ANTENNA_ELT_LAKE": lake.as_uri(),
+    }
+    target = ["--target", "spark", "--target-path", str(dbt_dir / "target")]
+    raw_vars = ["--vars", f"{{raw_schema: {schema}_raw}}"]
+    run_dbt(["run", *target, *raw_vars, "-s", "stg_raw__device_usage"], env=env)
+    sql = (
+        "select count(*) as events, sum(bytes) as total_bytes,"
+        " count(distinct kafka_partition, kafka_offset) as offsets,"
+        " (select sum(events.bytes) from (select distinct event_at, device_id, antenna_id, app,"
+        " bytes from {{ ref('stg_raw__device_usage') }}) as events) as unique_bytes"
+        " from {{ ref('stg_raw__device_usage') }}"
+    )
+    shown = run_dbt(
+        ["--quiet", "show", *target, *raw_vars, "--inline", sql, "--output", "json"], env=env
+    ).stdout
+    staged = json.loads(shown[shown.index("{") :])["show"]
+    assert staged == [expected]
