@@ -89,14 +89,19 @@
 
     manifests as (
 
-        select files, replaced
-        from read_json('{{ root }}/_manifests/closed_hours/device_usage/*.json', allow_empty = true,
-            columns = struct_pack(files := 'struct(path varchar, inputs varchar[])[]', replaced := 'varchar[]'))
-        union all by name
-        select
-            cast(null as struct(path varchar, inputs varchar[])[]) as files,
-            cast(null as varchar[]) as replaced
-        where false
+        {#- no manifest yet (no hour closed): read_json gives a lone column `empty`, so the
+            typed empty row set names the columns (as the lake source does) -#}
+        select manifests_read.files, manifests_read.replaced
+        from (
+            select *
+            from read_json('{{ root }}/_manifests/closed_hours/device_usage/*.json', allow_empty = true,
+                columns = struct_pack(files := 'struct(path varchar, inputs varchar[])[]', replaced := 'varchar[]'))
+            union all by name
+            select
+                cast(null as struct(path varchar, inputs varchar[])[]) as files,
+                cast(null as varchar[]) as replaced
+            where false
+        ) as manifests_read
 
     ),
 
