@@ -336,3 +336,18 @@ def test_after_a_restart_the_ingestor_finishes_what_a_killed_compaction_left(
     AutoCompactor(compactor(lake, clock)).after_commit([])  # first commit after restart
     assert HourManifests(lake).published(H03)["version"] == 2  # type: ignore[index]
     assert seen_by_readers(lake) == expected()
+
+
+def test_a_manifest_version_half_created_by_a_killed_writer_is_deleted(lake: Lake) -> None:
+    """A writer killed between writing a manifest version and linking it to its name leaves
+    ``v<n>.json.<token>.partial``: the next version created for that hour deletes it (its
+    number is taken, it can never become a version), so no reader or lister trips on it."""
+    manifests = HourManifests(lake)
+    manifests.update(H03, lambda current: {"files": [], "replaced": []})
+    folder = f"{L.VERSIONS}/{L.hour_label(H03)}"
+    lake.write(f"{folder}/v000000002.json.0badf00d.partial", b'{"version": 2}')
+    lake.write(f"{folder}/v000000009.json.0badf00d.partial", b'{"version": 9}')
+    manifests.update(H03, lambda current: {"files": [], "replaced": []})
+    names = sorted(lake.list(folder))
+    # version 2 exists now: its half-created file goes; a later number may still be linked
+    assert names == ["v000000001.json", "v000000002.json", "v000000009.json.0badf00d.partial"]

@@ -56,6 +56,14 @@ def _version_number(name: str) -> int | None:
     return None
 
 
+def _partial_version(name: str) -> int | None:
+    """The version a writer was creating when it died (``v<n>.json.<token>.partial``: the
+    storage writes a version there, then links it to its name)."""
+    if name.endswith(".partial"):
+        return _version_number(name[:15])
+    return None
+
+
 def is_compacted(path: str) -> bool:
     return path.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
 
@@ -153,9 +161,16 @@ class HourManifests:
         self.lake.write_json(L.closed_manifest(hour), manifest)
 
     def _prune(self, hour: int, version: int) -> None:
+        """Delete the versions older than the last KEEP_VERSIONS, and what writers killed
+        while creating a version left (numbers up to ``version`` are taken: such a file can
+        never become a version; a live writer whose file goes is told it lost)."""
         for name in self.lake.list(versions_dir(hour)):
             number = _version_number(name)
             if number is not None and number <= version - KEEP_VERSIONS:
+                self.lake.delete(f"{versions_dir(hour)}/{name}")
+            partial = _partial_version(name)
+            if partial is not None and partial <= version:
+                log.info("deleting half-created manifest version %s/%s", versions_dir(hour), name)
                 self.lake.delete(f"{versions_dir(hour)}/{name}")
 
 
