@@ -351,3 +351,15 @@ def test_a_manifest_version_half_created_by_a_killed_writer_is_deleted(lake: Lak
     names = sorted(lake.list(folder))
     # version 2 exists now: its half-created file goes; a later number may still be linked
     assert names == ["v000000001.json", "v000000002.json", "v000000009.json.0badf00d.partial"]
+
+
+def test_reading_an_hours_manifest_deletes_what_a_killed_writer_half_created(lake: Lake) -> None:
+    """The hour may never change again after the writer died (no late event, nothing to
+    compact): reading its newest version (every start does, for every closed hour) deletes
+    the half-created files of numbers already taken."""
+    manifests = HourManifests(lake)
+    manifests.update(H03, lambda current: {"files": [], "replaced": []})
+    folder = f"{L.VERSIONS}/{L.hour_label(H03)}"
+    lake.write(f"{folder}/v000000001.json.0badf00d.partial", b'{"version": 1}')
+    assert manifests.current(H03)["version"] == 1  # type: ignore[index]
+    assert sorted(lake.list(folder)) == ["v000000001.json"]

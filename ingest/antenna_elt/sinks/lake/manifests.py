@@ -107,9 +107,17 @@ class HourManifests:
         """The newest version (a writer killed between creating a version and publishing
         it leaves the published copy one behind)."""
         published = self.published(hour)
-        names = [n for n in self.lake.list(versions_dir(hour)) if _version_number(n)]
+        listed = self.lake.list(versions_dir(hour))
+        names = [n for n in listed if _version_number(n)]
         if names:
             newest = _version_number(names[-1]) or 0
+            for name in listed:
+                partial = _partial_version(name)
+                if partial is not None and partial <= newest:  # can never be linked
+                    log.info(
+                        "deleting half-created manifest version %s/%s", versions_dir(hour), name
+                    )
+                    self.lake.delete(f"{versions_dir(hour)}/{name}")
             if published is None or int(published.get("version", 0)) < newest:
                 found = self.lake.read_json(f"{versions_dir(hour)}/{names[-1]}")
                 if found is not None:
