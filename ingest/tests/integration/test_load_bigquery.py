@@ -158,11 +158,13 @@ def test_since_skips_hours_loaded_from_their_manifest_until_late_events_change_i
     assert again.loads == []
 
     # a late event for hour 03 adds a file and rewrites its manifest: 03 loads again, whole
+    # (the sink then compacts the hour's two files into one: the load reads that one only)
     write(LakeSink(str(lake), "g"), 0, 8, [event(HOUR_03 + 30, 99)])
     after_late = plan_loads(local(lake), since=HOUR_03, table_id=TABLE)
     assert [(load.label, load.rows, len(load.files)) for load in after_late.loads] == [
-        ("2026-11-24T03", 7, 2)
+        ("2026-11-24T03", 7, 1)
     ]
+    assert Path(after_late.loads[0].files[0]).name.startswith("compacted-")
     assert [
         load.label
         for load in plan_loads(local(lake), since=HOUR_03, table_id=TABLE, reload=True).loads
