@@ -16,6 +16,7 @@ from antenna_elt.cli.argtypes import (
     sql_name,
 )
 from antenna_elt.settings import DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS, Settings
+from antenna_elt.sinks.lake.parquet import ROW_GROUP_ROWS
 
 
 def add_loop_arguments(
@@ -243,7 +244,7 @@ def _register_lake(sub: Any) -> None:
     p.add_argument(
         "--row-group-rows",
         type=positive_int,
-        default=128 * 1024,
+        default=ROW_GROUP_ROWS,
         help="rows per Parquet row group, also of compacted files (default: 131072)",
     )
     add_compaction_arguments(p)
@@ -410,7 +411,7 @@ def _register_spark(sub: Any) -> None:
     p.add_argument(
         "--row-group-rows",
         type=positive_int,
-        default=128 * 1024,
+        default=ROW_GROUP_ROWS,
         help="rows per Parquet row group (default: 131072)",
     )
     p.add_argument(

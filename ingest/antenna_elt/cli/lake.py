@@ -9,6 +9,7 @@ from typing import Any
 from antenna_elt.cli.argtypes import positive_int
 from antenna_elt.cli.ingest import add_compaction_arguments
 from antenna_elt.settings import Settings
+from antenna_elt.sinks.lake.parquet import ROW_GROUP_ROWS
 
 
 def hour_start(text: str) -> int:
@@ -108,7 +109,7 @@ def register(subparsers: Any) -> None:
     compact.add_argument(
         "--row-group-rows",
         type=positive_int,
-        default=128 * 1024,
+        default=ROW_GROUP_ROWS,
         help="rows per row group of the compacted files (default: 131072)",
     )
     add_compaction_arguments(compact)

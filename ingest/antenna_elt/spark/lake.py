@@ -33,6 +33,7 @@ from typing import Any
 
 from antenna_elt.ingest.batch import Batch
 from antenna_elt.sinks.lake.commits import CommitLog, Record
+from antenna_elt.sinks.lake.parquet import ROW_GROUP_ROWS
 from antenna_elt.sinks.lake.sink import LakeSink, StagedPartition
 
 log = logging.getLogger("antenna_elt.spark")
@@ -47,7 +48,7 @@ class LakeConfig:
     lake_uri: str
     group: str
     close_grace: float = 600.0
-    row_group_rows: int = 128 * 1024
+    row_group_rows: int = ROW_GROUP_ROWS
     s3_endpoint: str | None = None
 
     def sink(self) -> LakeSink:

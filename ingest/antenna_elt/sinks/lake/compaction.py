@@ -41,7 +41,7 @@ from antenna_elt.sinks.lake.manifests import (
     is_compacted,
     live_paths,
 )
-from antenna_elt.sinks.lake.parquet import event_schema
+from antenna_elt.sinks.lake.parquet import ROW_GROUP_ROWS, event_schema
 from antenna_elt.sinks.lake.storage import Lake
 
 log = logging.getLogger("antenna_elt.ingest.lake")
@@ -129,7 +129,7 @@ class Compactor:
         lake: Lake,
         *,
         target_bytes: int = TARGET_BYTES,
-        row_group_rows: int = 128 * 1024,
+        row_group_rows: int = ROW_GROUP_ROWS,
         compression: str = "zstd",
         grace: float = GRACE_SECONDS,
         clock: Clock = SYSTEM_CLOCK,

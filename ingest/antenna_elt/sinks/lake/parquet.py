@@ -10,6 +10,9 @@ from antenna_elt.ingest.batch import RejectRow, Row
 from antenna_elt.schema import EVENTS, REJECTS, arrow_schema
 from antenna_elt.sinks.lake.layout import HOUR
 
+ROW_GROUP_ROWS = 128 * 1024
+"""Default rows per Parquet row group of the lake's files (the sink's and compaction's)."""
+
 
 def event_schema() -> Any:
     return arrow_schema(EVENTS)

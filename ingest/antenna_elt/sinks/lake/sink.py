@@ -93,7 +93,7 @@ class LakeSink:
         consumer_group: str,
         *,
         close_grace: float = 600.0,
-        row_group_rows: int = 128 * 1024,
+        row_group_rows: int = parquet.ROW_GROUP_ROWS,
         compression: str = "zstd",
         idle_partition_seconds: float = IDLE_PARTITION_SECONDS,
         s3_endpoint: str | None = None,
