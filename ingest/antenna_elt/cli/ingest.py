@@ -213,9 +213,10 @@ def _register_lake(sub: Any) -> None:
     add_loop_arguments(
         p,
         group="antenna-elt-lake",
-        # 50,000: the writer holds a batch as messages, rows and Arrow columns at once;
-        # 100,000 cost ~115 MiB more peak at the same rate (bench/clients.py)
-        batch_size=50_000,
+        # 20,000: the consumer holds two batches as messages (one being read, one being
+        # written) and the writer one; 50,000 cost ~80 MiB more peak at the same rate, and
+        # compaction merges the extra files of a closed hour (README, Benchmarks)
+        batch_size=20_000,
         max_latency=60.0,
         flush_when_caught_up=False,
     )

@@ -51,8 +51,9 @@ class Batch:
         del self.first_offsets[partition]
         del self.next_offsets[partition]
 
-    def split(self) -> tuple[list[Row], list[RejectRow]]:
-        """Validate every message: events as rows, contract breakers as rejects."""
+    def split(self, start: int = 0, stop: int | None = None) -> tuple[list[Row], list[RejectRow]]:
+        """Validate the messages (those of ``messages[start:stop]``, every one by default):
+        events as rows, contract breakers as rejects."""
         rows: list[Row] = []
         rejects: list[RejectRow] = []
         rows_append = rows.append
@@ -60,7 +61,8 @@ class Batch:
         skew = self.future_skew
         clock_ms = int(self.clock_time) * 1000
         clock_bound = future_bound(None, self.clock_time, skew)
-        for partition, offset, value, record_ms in self.messages:
+        messages = self.messages if start == 0 and stop is None else self.messages[start:stop]
+        for partition, offset, value, record_ms in messages:
             # contract.future_bound, inlined: this loop runs for every message
             if record_ms is not None and 0 <= record_ms < clock_ms:
                 result = parse(value, record_ms // 1000 + skew)

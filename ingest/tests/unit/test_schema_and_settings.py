@@ -157,5 +157,5 @@ def test_the_memory_bounding_defaults() -> None:
     )
     assert config["queued.max.messages.kbytes"] == 8 * 1024
     parser = build_parser()
-    assert parser.parse_args(["ingest", "lake"]).batch_size == 50_000
+    assert parser.parse_args(["ingest", "lake"]).batch_size == 20_000
     assert parser.parse_args(["ingest", "postgres"]).batch_size == 20_000

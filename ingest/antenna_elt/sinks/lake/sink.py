@@ -29,7 +29,7 @@ from typing import Any
 
 from antenna_elt.clock import SYSTEM_CLOCK, Clock
 from antenna_elt.errors import UserError
-from antenna_elt.ingest.batch import Batch, Row
+from antenna_elt.ingest.batch import Batch, RejectRow, Row
 from antenna_elt.ingest.sink import SinkUnavailable, StaleBatch, first_line
 from antenna_elt.sinks.lake import layout as L
 from antenna_elt.sinks.lake import parquet
@@ -48,6 +48,9 @@ log = logging.getLogger("antenna_elt.ingest.lake")
 
 REJECTS_FILE_NUMBER = 1000
 """Temporary file number of a partition's rejects (events files count from 0)."""
+
+VALIDATE_CHUNK = 8192
+"""Messages validated into Python rows at a time before they become Arrow columns."""
 
 
 @dataclasses.dataclass
@@ -194,7 +197,8 @@ class LakeSink:
 
     def _write(self, batch: Batch) -> tuple[int, int]:
         topic = batch.topic
-        rows, rejects = batch.split()
+        ingested_us = int(self.clock.time() * 1_000_000)
+        events, rejects = self._validate(batch, ingested_us)
         done_events = done_rejects = 0
         todo: list[int] = []
         heads: dict[int, tuple[Record | None, list[str]]] = {}
@@ -218,20 +222,39 @@ class LakeSink:
                 self._roll_forward(head)
             todo.append(partition)
         if len(todo) < len(batch.first_offsets):
-            wanted = set(todo)
-            rows = [r for r in rows if r[5] in wanted]
-            rejects = [r for r in rejects if r[0] in wanted]
+            events = _only_partitions(events, todo)
+            rejects = [r for r in rejects if r[0] in set(todo)]
 
-        staged = self.stage(
+        staged = self._stage_table(
             topic,
-            rows,
+            events,
             rejects,
             {p: batch.first_offsets[p] for p in todo},
             {p: batch.next_offsets[p] for p in todo},
             {p: self.commits.next_number(heads[p][0]) for p in todo},
+            ingested_us,
         )
-        events, rejected = self.commit(topic, staged, heads)
-        return done_events + events, done_rejects + rejected
+        del events
+        written_events, rejected = self.commit(topic, staged, heads)
+        return done_events + written_events, done_rejects + rejected
+
+    def _validate(self, batch: Batch, ingested_us: int) -> tuple[Any, list[RejectRow]]:
+        """The batch's events as one Arrow table and its rejects, validated
+        :data:`VALIDATE_CHUNK` messages at a time: a chunk's rows (Python objects, several
+        times the size of their Arrow columns) are freed before the next is parsed."""
+        import pyarrow as pa
+
+        parquet.lean_arrow()
+        tables = []
+        rejects: list[RejectRow] = []
+        for start in range(0, len(batch), VALIDATE_CHUNK):
+            rows, chunk_rejects = batch.split(start, start + VALIDATE_CHUNK)
+            if rows:
+                tables.append(parquet.events_table(batch.topic, rows, ingested_us))
+            rejects += chunk_rejects
+        if not tables:
+            return parquet.events_table(batch.topic, [], ingested_us), rejects
+        return pa.concat_tables(tables), rejects
 
     def stage(
         self,
@@ -246,12 +269,31 @@ class LakeSink:
         before :meth:`commit`), for commit record ``numbers[p]`` of each partition p. The
         offsets say which range of each partition the rows cover; the Spark ingestor's
         executors call this, its driver commits."""
-        files = self._stage_files(topic, rows, rejects, numbers)
-        max_times = _max_event_times(rows)
-        events: dict[int, int] = defaultdict(int)
+        ingested_us = int(self.clock.time() * 1_000_000)
+        return self._stage_table(
+            topic,
+            parquet.events_table(topic, rows, ingested_us),
+            rejects,
+            first_offsets,
+            next_offsets,
+            numbers,
+            ingested_us,
+        )
+
+    def _stage_table(
+        self,
+        topic: str,
+        events: Any,
+        rejects: list[Any],
+        first_offsets: dict[int, int],
+        next_offsets: dict[int, int],
+        numbers: dict[int, int],
+        ingested_us: int,
+    ) -> dict[int, StagedPartition]:
+        """:meth:`stage` of an events table (:func:`.parquet.events_table`)."""
+        files = self._stage_files(topic, events, rejects, numbers, ingested_us)
+        figures = parquet.partition_figures(events)
         rejected: dict[int, int] = defaultdict(int)
-        for row in rows:
-            events[row[5]] += 1
         for reject in rejects:
             rejected[reject[0]] += 1
         return {
@@ -260,9 +302,9 @@ class LakeSink:
                 number=numbers[partition],
                 first_offset=first_offsets[partition],
                 next_offset=next_offsets[partition],
-                events=events[partition],
+                events=figures.get(partition, (0, None))[0],
                 rejects=rejected[partition],
-                max_event_time=max_times.get(partition),
+                max_event_time=figures.get(partition, (0, None))[1],
                 files=files.get(partition, []),
             )
             for partition in sorted(first_offsets)
@@ -333,16 +375,18 @@ class LakeSink:
         return done_events, done_rejects
 
     def _stage_files(
-        self, topic: str, rows: list[Row], rejects: list[Any], numbers: dict[int, int]
+        self,
+        topic: str,
+        events: Any,
+        rejects: list[Any],
+        numbers: dict[int, int],
+        ingested_us: int,
     ) -> dict[int, list[PendingFile]]:
         """Write the batch's files under temporary names (for commit record ``numbers[p]``
         of partition p): one a (partition, event hour), rows in offset order, and one
         rejects file a partition, in the hour of ingestion."""
-        ingested_us = int(self.clock.time() * 1_000_000)
         files: dict[int, list[PendingFile]] = defaultdict(list)
-        for n, (partition, hour, table) in enumerate(
-            parquet.event_tables(topic, rows, ingested_us)
-        ):
+        for n, (partition, hour, table) in enumerate(parquet.split_by_file(events)):
             first, last = parquet.first_last_offsets(table)
             path = (
                 f"{L.hour_dir(L.EVENTS_TABLE, hour)}/{L.file_name(topic, partition, first, last)}"
@@ -407,10 +451,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _max_event_times(rows: list[Row]) -> dict[int, int]:
-    result: dict[int, int] = {}
-    for row in rows:
-        ts, partition = row[0], row[5]
-        if ts > result.get(partition, -1):
-            result[partition] = ts
-    return result
+def _only_partitions(events: Any, partitions: list[int]) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array(partitions, pa.int32())
+    return events.filter(pc.is_in(events["kafka_partition"], value_set=wanted))
