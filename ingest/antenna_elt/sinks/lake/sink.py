@@ -222,8 +222,9 @@ class LakeSink:
                 self._roll_forward(head)
             todo.append(partition)
         if len(todo) < len(batch.first_offsets):
+            wanted = set(todo)
             events = _only_partitions(events, todo)
-            rejects = [r for r in rejects if r[0] in set(todo)]
+            rejects = [r for r in rejects if r[0] in wanted]
 
         staged = self._stage_table(
             topic,
