@@ -119,3 +119,38 @@ def test_the_writer_process_writes_the_lake_without_pandas_on_one_arrow_thread(
         writer.shutdown()
     rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / L.EVENTS_TABLE).rglob("*.parquet"))
     assert rows == sum(map(len, expected_files.values()))
+
+
+def test_a_batch_retried_after_one_partition_was_committed_writes_only_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose answer was lost after partition 0 committed is retried whole: partition
+    0 is counted from its commit record, the others are written, and every event is in the
+    lake once."""
+    monkeypatch.setattr(sink_module, "VALIDATE_CHUNK", 7)
+    batch, expected_files, expected_rejects, _ = mixed_batch()
+    sink = LakeSink(str(tmp_path), "g", compact=False, clock=FakeClock(wall=H03 + 4 * 3600))
+    sink.setup()
+    sink.stored_offsets("devices", [0, 1, 2])
+    first = Batch("devices", clock_time=batch.clock_time)
+    first.messages = [m for m in batch.messages if m[0] == 0]
+    first.first_offsets = {0: batch.first_offsets[0]}
+    first.next_offsets = {0: batch.next_offsets[0]}
+    sink.write(first)
+
+    assert sink.write(batch) == (88, 12)
+
+    found: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for path in sorted((tmp_path / L.EVENTS_TABLE).rglob("*.parquet")):
+        table = pq.read_table(path)
+        for partition, moment, offset in zip(
+            table.column("kafka_partition").to_pylist(),
+            table.column("event_time").to_pylist(),
+            table.column("kafka_offset").to_pylist(),
+            strict=True,
+        ):
+            found[(partition, int(moment.timestamp()) // 3600 * 3600)].append(offset)
+    assert {k: sorted(v) for k, v in found.items()} == expected_files
+    assert sum(sink.commits.head("devices", p)[0]["rejects"] for p in range(3)) == sum(
+        expected_rejects.values()
+    )
