@@ -61,8 +61,7 @@ class Batch:
         skew = self.future_skew
         clock_ms = int(self.clock_time) * 1000
         clock_bound = future_bound(None, self.clock_time, skew)
-        messages = self.messages if start == 0 and stop is None else self.messages[start:stop]
-        for partition, offset, value, record_ms in messages:
+        for partition, offset, value, record_ms in self.messages[start:stop]:
             # contract.future_bound, inlined: this loop runs for every message
             if record_ms is not None and 0 <= record_ms < clock_ms:
                 result = parse(value, record_ms // 1000 + skew)

@@ -111,13 +111,7 @@ class HourManifests:
         names = [n for n in listed if _version_number(n)]
         if names:
             newest = _version_number(names[-1]) or 0
-            for name in listed:
-                partial = _partial_version(name)
-                if partial is not None and partial <= newest:  # can never be linked
-                    log.info(
-                        "deleting half-created manifest version %s/%s", versions_dir(hour), name
-                    )
-                    self.lake.delete(f"{versions_dir(hour)}/{name}")
+            self._delete_half_created(hour, listed, newest)
             if published is None or int(published.get("version", 0)) < newest:
                 found = self.lake.read_json(f"{versions_dir(hour)}/{names[-1]}")
                 if found is not None:
@@ -172,12 +166,19 @@ class HourManifests:
         """Delete the versions older than the last KEEP_VERSIONS, and what writers killed
         while creating a version left (numbers up to ``version`` are taken: such a file can
         never become a version; a live writer whose file goes is told it lost)."""
-        for name in self.lake.list(versions_dir(hour)):
+        listed = self.lake.list(versions_dir(hour))
+        for name in listed:
             number = _version_number(name)
             if number is not None and number <= version - KEEP_VERSIONS:
                 self.lake.delete(f"{versions_dir(hour)}/{name}")
+        self._delete_half_created(hour, listed, version)
+
+    def _delete_half_created(self, hour: int, names: list[str], taken: int) -> None:
+        """Delete the half-created versions among ``names`` whose numbers are taken (up to
+        ``taken``): they can never be linked to their name."""
+        for name in names:
             partial = _partial_version(name)
-            if partial is not None and partial <= version:
+            if partial is not None and partial <= taken:
                 log.info("deleting half-created manifest version %s/%s", versions_dir(hour), name)
                 self.lake.delete(f"{versions_dir(hour)}/{name}")
 
