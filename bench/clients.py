@@ -3,7 +3,12 @@
 For each client (kafka-python, librdkafka), on one topic of BENCH_EVENTS messages:
 
 - the consume-only ceiling: a subscribed consumer through the same adapter, settings and
-  poll size as the ingestors, doing nothing with the messages;
+  poll size as the ingestors, doing nothing with the messages; and a second one with the
+  settings that bound the consumer's memory (fetch sizes, librdkafka's pre-fetch queue)
+  left to the library's defaults, which those settings cannot lower: a bound that
+  throttles consuming lowers the first ceiling and the ingestors alike, so only the
+  second shows it (librdkafka's ``queued.min.messages`` of 20,000 cost 3/4 of its rate
+  and the ratios did not move);
 - `antenna-elt ingest postgres --until-caught-up` and `ingest lake --until-caught-up` with
   that client, at default settings: events/s, their ratio to that client's ceiling, and
   the peak resident memory of the ingestor (its process plus its writer process);
@@ -51,6 +56,10 @@ def throughput(settings: Any, topic: str, count: int, client: str, work: Path) -
 
     log(f"{client}: consume-only ceiling")
     ceiling = consume_only(settings.kafka_bootstrap_servers, topic, count, client)
+    log(f"{client}: consume-only ceiling with the library's fetch and queue defaults")
+    unbounded = consume_only(
+        settings.kafka_bootstrap_servers, topic, count, client, library_defaults=True
+    )
     schema = f"bench_cl_{uuid.uuid4().hex[:6]}"
     try:
         log(f"{client}: ingest postgres of {count:,} events")
@@ -66,11 +75,15 @@ def throughput(settings: Any, topic: str, count: int, client: str, work: Path) -
     pg_rate, lake_rate = count / pg["seconds"], count / lk["seconds"]
     return {
         "consume_only_events_per_s": round(ceiling),
+        "consume_only_library_defaults_events_per_s": round(unbounded),
+        "consume_only_ratio_to_library_defaults": round(ceiling / unbounded, 2),
         "ingest_postgres_events_per_s": round(pg_rate),
         "ingest_postgres_ratio_to_ceiling": round(pg_rate / ceiling, 2),
+        "ingest_postgres_ratio_to_library_defaults": round(pg_rate / unbounded, 2),
         "ingest_postgres_peak_rss_mib": round(pg["peak_rss_mib"], 1),
         "ingest_lake_events_per_s": round(lake_rate),
         "ingest_lake_ratio_to_ceiling": round(lake_rate / ceiling, 2),
+        "ingest_lake_ratio_to_library_defaults": round(lake_rate / unbounded, 2),
         "ingest_lake_peak_rss_mib": round(lk["peak_rss_mib"], 1),
     }
 

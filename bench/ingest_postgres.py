@@ -19,20 +19,47 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# the settings that bound the consumer's memory (fetch sizes, librdkafka's pre-fetch queue):
+# left out, each library's own defaults apply
+MEMORY_BOUNDS = {
+    "fetch_max_bytes", "max_partition_fetch_bytes",  # kafka-python
+    "fetch.max.bytes", "max.partition.fetch.bytes",  # librdkafka
+    "queued.max.messages.kbytes", "queued.min.messages",
+}  # fmt: skip
+
+
 def consume_only(
-    bootstrap: str, topic: str, total: int, kafka_client: str = "kafka-python"
+    bootstrap: str,
+    topic: str,
+    total: int,
+    kafka_client: str = "kafka-python",
+    *,
+    library_defaults: bool = False,
 ) -> float:
     """Messages per second of a subscribed consumer that does nothing, through the same
     client adapter, settings and poll size as the ingestors (``kafka_client``: one of
-    ``antenna_elt.ingest.consumer.CLIENTS``)."""
+    ``antenna_elt.ingest.consumer.CLIENTS``). With ``library_defaults`` the settings that
+    bound the consumer's memory are left to the library's defaults: a ceiling that those
+    settings cannot lower, so that a setting which throttles consuming shows (the ratio
+    to the first ceiling cannot show it: the same setting lowers both)."""
     from antenna_elt.ingest.clients import client
     from antenna_elt.ingest.consumer import RebalanceListener
     from antenna_elt.ingest.loop import MAX_POLL_RECORDS
 
     chosen = client(kafka_client)
-    consumer = chosen.open(
-        chosen.default_factory, bootstrap, f"bench-ceiling-{uuid.uuid4().hex[:8]}"
-    )
+    factory = chosen.default_factory
+    if library_defaults:
+
+        def factory(*args: Any, **config: Any) -> Any:
+            if args:  # librdkafka: one config dict
+                return chosen.default_factory(
+                    {k: v for k, v in args[0].items() if k not in MEMORY_BOUNDS}
+                )
+            return chosen.default_factory(
+                **{k: v for k, v in config.items() if k not in MEMORY_BOUNDS}
+            )
+
+    consumer = chosen.open(factory, bootstrap, f"bench-ceiling-{uuid.uuid4().hex[:8]}")
     consumer.subscribe(topic, RebalanceListener())
     seen = 0
     started = time.monotonic()

@@ -3,6 +3,8 @@ documented by the dbt source; every setting read from the environment in one pla
 
 from __future__ import annotations
 
+import json
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -156,6 +158,17 @@ def test_the_memory_bounding_defaults() -> None:
         1024 * 1024,
     )
     assert config["queued.max.messages.kbytes"] == 8 * 1024
+    # librdkafka stops fetching a partition once it holds queued.min.messages: that count
+    # must not bind before the queue's bytes do, even for the smallest events, or the
+    # fetcher idles (at 20,000, consuming fell to a quarter: README, Benchmarks)
+    smallest = len(
+        json.dumps(
+            {"timestamp": 0, "id": str(uuid.UUID(int=0)), "bytes": 0, "app": "A",
+             "antenna_id": str(uuid.UUID(int=0))},
+            separators=(",", ":"),
+        ).encode()
+    )  # fmt: skip
+    assert config["queued.min.messages"] * smallest >= config["queued.max.messages.kbytes"] * 1024
     parser = build_parser()
     assert parser.parse_args(["ingest", "lake"]).batch_size == 20_000
     assert parser.parse_args(["ingest", "postgres"]).batch_size == 20_000
