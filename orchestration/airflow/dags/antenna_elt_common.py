@@ -48,10 +48,41 @@ DEFAULT_ARGS: dict[str, Any] = {
 log = logging.getLogger("antenna_elt.airflow")
 
 
+def _profile(target: str) -> Any:
+    from cosmos import ProfileConfig
+
+    return ProfileConfig(
+        profile_name="antenna_elt",
+        target_name=target,
+        profiles_yml_filepath=PROFILES_DIR / "profiles.yml",
+    )
+
+
+def dbt_build_task(task_id: str, target: str, test_scope: str, **kwargs: Any) -> Any:
+    """One cosmos task that builds the whole project on one target with its data tests
+    (`dbt build`, unit tests left to CI), as `antenna-elt run`'s speed cycle does: dbt
+    starts and loads the project once a run, not once a model (README, Airflow)."""
+    from cosmos.constants import InvocationMode
+    from cosmos.operators.local import DbtBuildLocalOperator
+
+    return DbtBuildLocalOperator(
+        task_id=task_id,
+        project_dir=str(PROJECT_DIR),
+        profile_config=_profile(target),
+        dbt_executable_path=str(DBT),
+        invocation_mode=InvocationMode.SUBPROCESS,
+        exclude="resource_type:unit_test",
+        vars={"raw_schema": RAW_SCHEMA, "ingest_test_scope": test_scope},
+        install_deps=False,
+        emit_datasets=False,
+        **kwargs,
+    )
+
+
 def dbt_task_group(group_id: str, target: str, test_scope: str, **kwargs: Any) -> Any:
     """The dbt project as a cosmos task group on one target: a task per model that runs
     it with its tests (`dbt build -s <model>`), in lineage order."""
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
     manifest = MANIFESTS / target / "manifest.json"
@@ -63,11 +94,7 @@ def dbt_task_group(group_id: str, target: str, test_scope: str, **kwargs: Any) -
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(PROJECT_DIR, manifest_path=manifest),
-        profile_config=ProfileConfig(
-            profile_name="antenna_elt",
-            target_name=target,
-            profiles_yml_filepath=PROFILES_DIR / "profiles.yml",
-        ),
+        profile_config=_profile(target),
         execution_config=ExecutionConfig(
             dbt_executable_path=str(DBT),
             invocation_mode=InvocationMode.SUBPROCESS,
