@@ -495,6 +495,16 @@
     a bucket nothing touched gives what it held, so a wider range is only more work). -#}
 {% macro ingest_touched_ranges(grain, low, high, after=0, to_hour_end=false, max_ranges=64, staged=none) -%}
     {%- if not execute or low >= high -%}{{ return([]) }}{%- endif -%}
+    {#- the staged rows below a high never change, so the ranges of one (low, high) are the same
+        for every model and test of an invocation that asks: computed once (a scan of the
+        increment each time made a cycle's ~100 touched-scope tests cost ~100 scans). dbt
+        hands every node of an invocation the same `graph` dict; the cache lives there. -#}
+    {%- set cache_key = [grain, low, high, after, to_hour_end, max_ranges, staged | string] | join('|') -%}
+    {%- if '_antenna_elt_touched_ranges' not in graph -%}
+        {%- do graph.update({'_antenna_elt_touched_ranges': {}}) -%}
+    {%- endif -%}
+    {%- set cache = graph['_antenna_elt_touched_ranges'] -%}
+    {%- if cache_key in cache -%}{{ return(cache[cache_key]) }}{%- endif -%}
     {%- set hour_end = bucket_epoch('bucket_start', 3600) ~ ' + 3600' if to_hour_end else 'bucket_start + ' ~ grain -%}
     {%- set sql -%}
         with
@@ -571,6 +581,7 @@
         {%- endfor -%}
         {%- set ranges = merged -%}
     {%- endif -%}
+    {%- do cache.update({cache_key: ranges}) -%}
     {{ return(ranges) }}
 {%- endmacro %}
 
@@ -648,7 +659,10 @@
     values ('{{ this.identifier }}', 0, {{ ingest_high() }}, '{{ invocation_id }}', {{ dbt.current_timestamp() }})
     on conflict (model_name) do update set
         low_seq = {{ '0' if should_full_refresh() else watermarks.identifier ~ '.high_seq' }},
-        high_seq = excluded.high_seq,
+        {#- builds of a model take turns (begin_ingest_increment) and its watermark never moves
+            back: a build that waited for a more advanced one read what that one built, and an
+            additive one added nothing below that one's high -#}
+        high_seq = {{ 'excluded.high_seq' if should_full_refresh() else 'greatest(' ~ watermarks.identifier ~ '.high_seq, excluded.high_seq)' }},
         invocation_id = excluded.invocation_id,
         built_at = excluded.built_at
 {%- endmacro %}

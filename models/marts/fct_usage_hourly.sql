@@ -1,23 +1,23 @@
+{#- the unique key's index also serves the bucket ranges (it leads with the bucket) -#}
 {{
     config(
         materialized='incremental',
-        meta={'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},
+        meta={'ingest_additive': ingest_additive(), 'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},
         unique_key=['hour_epoch', 'antenna_id', 'device_id', 'app'],
         partition_by=ingest_partition_by('hour_epoch'),
-        indexes=[{'columns': ['hour_epoch']}],
+        indexes=[{'columns': ['hour_epoch', 'antenna_id', 'device_id', 'app'], 'unique': true}],
     )
 }}
 
-{%- set increment = ingest_increment(grain=3600) %}
+{#- On PostgreSQL an increment's new distinct events are added to the stored totals
+    (macros/ingest_additive.sql); elsewhere every hour they touch is rebuilt whole. -#}
 
 with
 
 events as (
 
     select * from {{ ref('int_device_usage__deduplicated') }}
-    where
-        ingest_seq < {{ increment.high }}
-        and {{ ingest_range_filter(increment, 'event_at', instant=true) }}
+    where {{ ingest_fact_events_filter(3600) }}
 
 ),
 
@@ -36,6 +36,12 @@ aggregated as (
 
 ),
 
+totals as (
+
+    {{ ingest_add_to_held('aggregated', ['hour_epoch', 'antenna_id', 'device_id', 'app'], ['bytes_total', 'event_count']) }}
+
+),
+
 final as (
 
     select
@@ -47,7 +53,7 @@ final as (
         bytes_total,
         event_count
 
-    from aggregated
+    from totals
 
 )
 

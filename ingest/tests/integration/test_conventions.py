@@ -78,8 +78,8 @@ def test_each_broken_rule_fails_the_check_and_is_named(project: Path) -> None:
     # an incremental mart that does not say which buckets its tests read on a schedule
     edit(
         models / "marts" / "fct_usage_hourly.sql",
-        "        meta={'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},\n",
-        "",
+        "        meta={'ingest_additive': ingest_additive(), 'ingest_bucket': {'column': 'hour_epoch', 'grain': 3600}},\n",
+        "        meta={'ingest_additive': ingest_additive()},\n",
     )
     passed, report = check_target(project, "postgres")
     assert not passed
