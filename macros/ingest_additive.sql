@@ -17,7 +17,7 @@
     An addition must happen exactly once, whatever runs beside it: two builds at once (two
     runners, a scheduler and an analyst), a build killed at any point. So an additive model's
     `low` is read in its own transaction after taking a transaction-level advisory lock of
-    the model (pre-hook begin_additive_increment), not at compile time: a second build waits
+    the model (pre-hook begin_ingest_increment), not at compile time: a second build waits
     for the first to commit, then adds only what the first did not, and its watermark never
     moves back (record_ingest_watermark keeps the greater high). A killed build's transaction
     rolls back with its rows. Other targets (DuckDB, BigQuery, Spark: the hourly batch layer)
