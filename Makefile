@@ -63,8 +63,11 @@ looker: install ## regenerate the LookML project in looker/ from the dbt project
 unit: install ## the fast unit tier (seconds, no services): loop, flush policy, retry, lake commit log and hour closer, schema, settings
 	$(BIN)/pytest ingest/tests/unit
 
+# two workers: the suite waits on Kafka, PostgreSQL and subprocesses much of the time
+TEST_WORKERS ?= 2
+
 test: install up lint unit ## every test: the unit tier, then the integration suite against real Kafka and PostgreSQL, dbt builds on both targets
-	$(BIN)/pytest ingest/tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup ingest/tests/integration
 
 DEMO_SEED ?= 42
 DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json

@@ -19,6 +19,32 @@ from antenna_elt.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
+# `make test` runs this suite on pytest-xdist workers (`--dist loadgroup`). A file's tests
+# run on one worker, so its module fixtures are built once; files that share a session
+# fixture share a worker, so it is built once too.
+SHARED_SESSION_FIXTURES = {
+    "test_dbt_marts": "simulated",  # `simulated`: one fixed-seed run through both ingestors
+    "test_spark": "simulated",
+    "test_conventions": "duckdb_warehouse",
+    "test_looker": "duckdb_warehouse",
+}
+# The longest files go first so that the workers end at about the same time (CI durations).
+LONGEST_FIRST = ["test_airflow", "test_incremental", "test_spark", "test_dbt_marts",
+                 "test_dashboards", "test_run", "test_fencing"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def module(item: pytest.Item) -> str:
+        return Path(str(item.fspath)).stem
+
+    for item in items:
+        item.add_marker(
+            pytest.mark.xdist_group(SHARED_SESSION_FIXTURES.get(module(item), module(item)))
+        )
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    groups = {name: rank.get(name, len(rank)) for name in map(module, items)}
+    items.sort(key=lambda item: groups[module(item)])
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
