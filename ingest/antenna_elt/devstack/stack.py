@@ -9,6 +9,9 @@ left to the user and only checked.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,18 +59,31 @@ class ComponentStatus:
         )
 
 
+@contextmanager
+def _one_at_a_time(settings: Settings) -> Iterator[None]:
+    """Hold the stack's lock: two `stack up`s at once (two terminals, two test workers) would
+    both set up roles, databases and pg_hba.conf, and one fails on the other's half-done
+    work; the second waits and then finds everything up."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_up(settings: Settings) -> list[str]:
     """Start (or check) Kafka and PostgreSQL and the events topic; return status lines."""
     check_prerequisites(settings)
-    lines = [start_postgres(settings), start_kafka(settings)]
-    if ensure_topic(settings, settings.topic):
-        lines.append(f"kafka: created topic {settings.topic} ({TOPIC_PARTITIONS} partitions)")
+    with _one_at_a_time(settings):
+        lines = [start_postgres(settings), start_kafka(settings)]
+        if ensure_topic(settings, settings.topic):
+            lines.append(f"kafka: created topic {settings.topic} ({TOPIC_PARTITIONS} partitions)")
     return lines
 
 
 def stop(settings: Settings) -> list[str]:
     """Stop what :func:`ensure_up` started; return status lines."""
-    return [stop_kafka(settings), stop_postgres(settings)]
+    with _one_at_a_time(settings):
+        return [stop_kafka(settings), stop_postgres(settings)]
 
 
 def _component(

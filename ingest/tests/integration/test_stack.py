@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import run_cli
 
+from antenna_elt.devstack import stack
 from antenna_elt.settings import Settings
 
 
@@ -22,6 +25,26 @@ def test_second_up_is_a_no_op_that_says_so(settings: Settings) -> None:
     assert re.search(r"^kafka: already running \(pid \d+, 127\.0\.0\.1:\d+\)$", second.stdout, re.M)
     pids = lambda text: re.findall(r"pid (\d+)", text)  # noqa: E731
     assert pids(first.stdout) == pids(second.stdout)
+
+
+def test_ups_at_once_each_end_with_the_stack_up(settings: Settings) -> None:
+    """Several `stack up`s at once (two terminals, `make demo` beside `make run`, two test
+    workers), started together: each waits for the others and finds the stack up. Before,
+    two of them set up the roles at the same moment and one died of PostgreSQL's `tuple
+    concurrently updated`."""
+    together = threading.Barrier(8)
+
+    def up(_: int) -> list[str]:
+        together.wait()
+        return stack.ensure_up(settings)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            for lines in pool.map(up, range(8)):
+                assert [line.split(" (")[0] for line in lines] == [
+                    "postgres: already running",
+                    "kafka: already running",
+                ]
 
 
 def test_status_lists_both_components_running(settings: Settings) -> None:
