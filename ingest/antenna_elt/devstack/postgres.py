@@ -50,6 +50,22 @@ def socket_dir(settings: Settings) -> Path:
     return pg_dir(settings) / "socket"
 
 
+SOCKET_PATH_MAX = 107
+"""The longest path a Unix-domain socket may have on Linux (sun_path, less its NUL)."""
+
+
+def check_socket_path(settings: Settings) -> None:
+    """Refuse a home whose socket path PostgreSQL cannot create (it would fail to start with
+    the reason only in its log)."""
+    path = socket_dir(settings) / f".s.PGSQL.{settings.pg_port}"
+    length = len(os.fsencode(path))
+    if length > SOCKET_PATH_MAX:
+        raise UserError(
+            f"PostgreSQL's socket {path} would be {length} bytes, over the {SOCKET_PATH_MAX} a "
+            f"socket path may have: set ANTENNA_ELT_HOME to a shorter directory than {settings.home}"
+        )
+
+
 def _pg_bin() -> Path:
     try:
         with warnings.catch_warnings():  # pgserver's platformdirs warns without XDG_RUNTIME_DIR
@@ -246,6 +262,7 @@ def start_postgres(settings: Settings) -> str:
                 "or unset PGHOST and PGPORT to use the local server"
             )
         return f"postgres: external at {settings.pg_conninfo} (PGHOST/PGPORT)"
+    check_socket_path(settings)
     server = service(settings)
     log = server.logfile
 

@@ -33,6 +33,7 @@ LONGEST_FIRST = ["test_airflow", "test_incremental", "test_spark", "test_dbt_mar
                  "test_dashboards", "test_run", "test_fencing"]  # fmt: skip
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def module(item: pytest.Item) -> str:
         return Path(str(item.fspath)).stem

@@ -35,6 +35,9 @@ class Run:
     raw_schema: str
     ledger: ledger_module.Ledger
     tmp: Path
+    prefix: str
+    """Of the schemas its builds write (unique: pytest's tmp folder names repeat on each
+    xdist worker)."""
 
 
 def rounded(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -80,7 +83,8 @@ def simulated_run(settings: Settings, tmp: Path) -> Iterator[Run]:
     ingest_until_caught_up(settings, topic, raw_schema, unique_group())
     # the batch layer: the same topic through `ingest lake` (its own consumer group)
     ingest_lake(settings, topic, (tmp / "lake").as_uri(), unique_group())
-    run = Run(settings, topic, raw_schema, ledger_module.load(tmp / "ledger.json"), tmp)
+    prefix = f"marts_{uuid.uuid4().hex[:8]}"
+    run = Run(settings, topic, raw_schema, ledger_module.load(tmp / "ledger.json"), tmp, prefix)
     try:
         yield run
     finally:
@@ -89,18 +93,18 @@ def simulated_run(settings: Settings, tmp: Path) -> Iterator[Run]:
         with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
             for row in conn.execute(
                 "select nspname from pg_namespace where nspname like %s or nspname = %s",
-                (f"{tmp.name}%", raw_schema),
+                (f"{prefix}%", raw_schema),
             ).fetchall():
                 conn.execute(f"drop schema {row[0]} cascade")
 
 
 def build_postgres_marts(simulated: Run) -> str:
-    schema = f"{simulated.tmp.name}_pg".replace("-", "_")
+    schema = f"{simulated.prefix}_pg"
     dbt_build(simulated, schema)
     return schema
 
 
 def build_duckdb_marts(simulated: Run) -> str:
-    schema = f"{simulated.tmp.name}_duck".replace("-", "_")
+    schema = f"{simulated.prefix}_duck"
     dbt_build(simulated, schema, "duckdb")
     return schema

@@ -13,8 +13,10 @@ and a new one passes no password on a command line.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -267,15 +269,21 @@ def test_the_names_that_ran_their_own_sql_are_refused(nothing_created: None) -> 
 
 
 @pytest.fixture
-def private_home(tmp_path: Path) -> Iterator[Settings]:
-    """Settings of a PostgreSQL of the test's own (its own home and port); stopped after."""
+def private_home() -> Iterator[Settings]:
+    """Settings of a PostgreSQL of the test's own (its own home and port); stopped after.
+    The home is a short directory of /tmp: pytest's (with a worker's folder under xdist) can
+    be too long for the server's socket path (local_pg.check_socket_path)."""
+    home = Path(tempfile.mkdtemp(prefix="ae-stack-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
-    env.update(ANTENNA_ELT_HOME=str(tmp_path / "stack"), ANTENNA_ELT_PG_PORT=str(free_port_pair()))
+    env.update(ANTENNA_ELT_HOME=str(home), ANTENNA_ELT_PG_PORT=str(free_port_pair()))
     settings = load_settings(env)
     try:
         yield settings
     finally:
-        local_pg.stop_postgres(settings)
+        try:
+            local_pg.stop_postgres(settings)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

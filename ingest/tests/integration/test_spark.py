@@ -193,7 +193,7 @@ def spark_marts(simulated: Run, spark_lake: SparkLake) -> tuple[str, Path]:
     """dbt on Spark: the seed and models over the lake as the first kill left it, then an
     incremental `dbt build` (every data test) over the whole lake: it must equal the full
     builds of the other targets."""
-    schema = f"{simulated.tmp.name}_spark".replace("-", "_")
+    schema = f"{simulated.prefix}_spark"
     dbt_dir = simulated.tmp / "spark-dbt"
     half = simulated.tmp / "spark-lake-half"
     env = {
@@ -309,7 +309,7 @@ def test_dbt_on_spark_reads_a_compacted_hour_once_while_its_replaced_files_remai
     assert expected["total_bytes"] == sum(row[3] for row in lake_rows(simulated.tmp / "lake"))
     expected["unique_bytes"] = ledger.total_bytes
 
-    schema = f"{simulated.tmp.name}_spark_compacted".replace("-", "_")
+    schema = f"{simulated.prefix}_spark_compacted"
     dbt_dir = simulated.tmp / "spark-dbt-compacted"
     env = {
         "ANTENNA_ELT_DBT_SCHEMA": schema,

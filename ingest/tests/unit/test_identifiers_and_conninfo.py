@@ -5,6 +5,7 @@ libpq's password file for the local stack only (issue 13, finding 8)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -87,3 +88,23 @@ def test_the_password_file_is_the_local_stacks_only() -> None:
     # a password file the user names is kept
     own = load_settings({"ANTENNA_ELT_HOME": "/tmp/h", "PGPASSFILE": "/home/me/.pgpass"})
     assert own.pg_child_env == {"PGPASSFILE": "/home/me/.pgpass"}
+
+
+def test_a_home_too_long_for_the_servers_socket_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    """PostgreSQL cannot create a socket whose path is over 107 bytes: it would fail to start
+    with the reason only in its log. `stack up` refuses such a home before creating anything."""
+    from antenna_elt.devstack.postgres import check_socket_path, start_postgres
+
+    home = tmp_path / ("h" * 100)
+    settings = load_settings({"ANTENNA_ELT_HOME": str(home), "ANTENNA_ELT_PG_PORT": "15432"})
+    with pytest.raises(UserError) as refused:
+        start_postgres(settings)
+    assert str(refused.value) == (
+        f"PostgreSQL's socket {home.resolve()}/postgres/socket/.s.PGSQL.15432 would be "
+        f"{len(str(home.resolve())) + 31} bytes, over the 107 a socket path may have: set "
+        f"ANTENNA_ELT_HOME to a shorter directory than {home.resolve()}"
+    )
+    assert not home.exists()
+    check_socket_path(
+        load_settings({"ANTENNA_ELT_HOME": "/tmp/ae", "ANTENNA_ELT_PG_PORT": "15432"})
+    )
