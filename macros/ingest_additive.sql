@@ -149,6 +149,32 @@
 {%- endmacro %}
 
 
+{#- The incremental strategy of int_device_usage__deduplicated on PostgreSQL. The build's rows
+    (dbt's temp relation: ingest_received_with_held) are the increment's events, each either
+    new (its ingest_seq is the increment's: inserted) or one the table holds (its held
+    ingest_seq, below the low: its copies_received, already summed, written back). dbt's
+    delete+insert deleted and inserted every row, probing the unique index twice for each,
+    while nearly all are new. -#}
+{% macro get_incremental_ingest_add_events_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set received = arg_dict['temp_relation'] -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
+    update {{ target }} as held
+    set copies_received = received.copies_received
+    from {{ received }} as received
+    where
+        received.ingest_seq < {{ ingest_additive_low() }}
+        {%- for key in arg_dict['unique_key'] %}
+        and held.{{ key }} = received.{{ key }}
+        {%- endfor %};
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }}
+    from {{ received }}
+    where ingest_seq >= {{ ingest_additive_low() }}
+{%- endmacro %}
+
+
 {#- The filter of a fact's `events` (rows of int_device_usage__deduplicated): on PostgreSQL the
     new distinct events of this build's increment (added to the stored totals); elsewhere every
     event below the high in the buckets of `grain` seconds the increment touched (rebuilt

@@ -11,6 +11,7 @@
 {{
     config(
         materialized='incremental' if as_table else 'view',
+        incremental_strategy='ingest_add_events',
         unique_key=['event_at', 'device_id', 'antenna_id', 'app', 'bytes'],
         indexes=[
             {'columns': ['event_at', 'device_id', 'antenna_id', 'app', 'bytes'], 'unique': true},
