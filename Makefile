@@ -67,7 +67,7 @@ unit: install ## the fast unit tier (seconds, no services): loop, flush policy, 
 TEST_WORKERS ?= 2
 
 test: install up lint unit ## every test: the unit tier, then the integration suite against real Kafka and PostgreSQL, dbt builds on both targets
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup ingest/tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope ingest/tests/integration
 
 DEMO_SEED ?= 42
 DEMO_LEDGER := .stack/ledgers/demo-seed$(DEMO_SEED).json

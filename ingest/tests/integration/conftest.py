@@ -19,9 +19,9 @@ from antenna_elt.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# `make test` runs this suite on pytest-xdist workers (`--dist loadgroup`). A file's tests
-# run on one worker, so its module fixtures are built once; files that share a session
-# fixture share a worker, so it is built once too.
+# `make test` runs this suite on pytest-xdist workers (`-n 2 --dist loadscope`, with the
+# scheduler below). A file's tests run on one worker, so its module fixtures are built once;
+# files that share a session fixture share a worker, so it is built once too.
 SHARED_SESSION_FIXTURES = {
     "test_dbt_marts": "simulated",  # `simulated`: one fixed-seed run through both ingestors
     "test_spark": "simulated",
@@ -33,18 +33,29 @@ LONGEST_FIRST = ["test_airflow", "test_incremental", "test_spark", "test_dbt_mar
                  "test_dashboards", "test_run", "test_fencing"]  # fmt: skip
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def module(item: pytest.Item) -> str:
-        return Path(str(item.fspath)).stem
+def file_group(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or the group of files it shares a
+    session fixture with."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return SHARED_SESSION_FIXTURES.get(module, module)
 
-    for item in items:
-        item.add_marker(
-            pytest.mark.xdist_group(SHARED_SESSION_FIXTURES.get(module(item), module(item)))
-        )
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's loadscope scheduling by :func:`file_group` (its `loadgroup` marks do nothing
+    under pytest 9.2, whose node ids xdist can no longer suffix)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return file_group(nodeid)
+
+    return FileGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (each worker takes the next group in collection order)."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    groups = {name: rank.get(name, len(rank)) for name in map(module, items)}
-    items.sort(key=lambda item: groups[module(item)])
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))
 
 
 @pytest.fixture(scope="session")
