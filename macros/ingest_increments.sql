@@ -386,6 +386,19 @@
 {%- endmacro %}
 
 
+{#- A dict for this invocation's compile-time results, kept in `graph` (one dict for every
+    node of an invocation). The runner's dbt process stays up and runs invocation after
+    invocation on one parsed manifest, whose `graph` outlives each of them: the dict starts
+    empty for each invocation instead of growing for weeks. -#}
+{% macro ingest_invocation_cache(name) -%}
+    {%- set key = '_antenna_elt_' ~ name -%}
+    {%- if (graph.get(key) or {}).get('invocation_id') != invocation_id -%}
+        {%- do graph.update({key: {'invocation_id': invocation_id, 'entries': {}}}) -%}
+    {%- endif -%}
+    {{ return(graph[key]['entries']) }}
+{%- endmacro %}
+
+
 {#- A single value from a query at compile time, or `default`. -#}
 {% macro _ingest_scalar(sql, default=none) -%}
     {%- if not execute -%}{{ return(default) }}{%- endif -%}
@@ -500,10 +513,7 @@
         increment each time made a cycle's ~100 touched-scope tests cost ~100 scans). dbt
         hands every node of an invocation the same `graph` dict; the cache lives there. -#}
     {%- set cache_key = [grain, low, high, after, to_hour_end, max_ranges, staged | string] | join('|') -%}
-    {%- if '_antenna_elt_touched_ranges' not in graph -%}
-        {%- do graph.update({'_antenna_elt_touched_ranges': {}}) -%}
-    {%- endif -%}
-    {%- set cache = graph['_antenna_elt_touched_ranges'] -%}
+    {%- set cache = ingest_invocation_cache('touched_ranges') -%}
     {%- if cache_key in cache -%}{{ return(cache[cache_key]) }}{%- endif -%}
     {%- set hour_end = bucket_epoch('bucket_start', 3600) ~ ' + 3600' if to_hour_end else 'bucket_start + ' ~ grain -%}
     {%- set sql -%}
@@ -698,18 +708,54 @@
 
 {#- What a data test of `model_name` compares: the events below the high the model was built
     to (so that a build running beside ingestion raises no false alarm), in every bucket
-    (var ingest_test_scope 'all', the default) or only in the buckets its last build touched
-    ('touched': what a schedule runs, at a cost that follows the increment, not the history). -#}
+    (var ingest_test_scope 'all', the default), only in the buckets its last build touched
+    ('touched': what a schedule's `dbt build` runs, at a cost that follows the increment, not
+    the history), or in the buckets touched since the last `dbt test` in the 'untested' scope
+    recorded its tests (what `antenna-elt run` runs beside its builds: macros/ingest_tests.sql).
+    Returns low and high_seq (numbers: the increment the ranges were computed from), ranges
+    (none: everything), and high: what the test's SQL compares below, the model's watermark
+    read by the test's own statement where builds can commit while tests run
+    (ingest_test_high), so that the mart's rows and its high come from one snapshot. -#}
 {% macro ingest_test_increment(model_name, grain, after=0, to_hour_end=false, staged=none) -%}
     {%- set staged = staged or ref('stg_raw__device_usage') -%}
-    {%- set high = ingest_watermark(model_name) -%}
-    {%- if high is none -%}{%- set high = ingest_build_high() -%}{%- endif -%}
-    {%- if var('ingest_test_scope', 'all') == 'all' -%}
-        {{ return({'low': 0, 'high': high, 'ranges': none}) }}
+    {%- set scope = var('ingest_test_scope', 'all') -%}
+    {%- set span = ingest_untested_span(model_name) if scope == 'untested' else none -%}
+    {%- if span is not none -%}
+        {%- set low, high = span -%}
+    {%- else -%}
+        {%- set high = ingest_watermark(model_name) -%}
+        {%- if high is none -%}{%- set high = ingest_build_high() -%}{%- endif -%}
+        {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
+        {%- set low = _ingest_scalar(_ingest_watermark_query(watermarks, model_name, 'low_seq'), 0) if execute and scope == 'touched' else 0 -%}
     {%- endif -%}
+    {%- set ranges = none if scope == 'all' or (scope == 'untested' and span is none) else ingest_touched_ranges(grain, low, high, after, to_hour_end, staged=staged) -%}
+    {{ return({'low': low, 'high_seq': high, 'high': ingest_test_high(model_name, high), 'ranges': ranges}) }}
+{%- endmacro %}
+
+
+{#- The high a test compares below, as SQL. On PostgreSQL a build can commit between a test's
+    compilation and its query (the runner's tests run beside its builds; two schedulers; an
+    analyst's build): the model's recorded watermark is read by the test's statement itself,
+    whose snapshot also gives the mart's rows, committed in one transaction with that
+    watermark (a compiled number let a test compare a mart built to a newer high with the
+    events below the older one: a false failure). The buckets a test checks stay those of the
+    increment it was compiled for: every one of them holds all events below either high.
+    Elsewhere (one writer at a time: the batch layer) the number. -#}
+{% macro ingest_test_high(model_name, high) -%}
+    {{ return(adapter.dispatch('ingest_test_high', 'antenna_elt')(model_name, high)) }}
+{%- endmacro %}
+
+{% macro default__ingest_test_high(model_name, high) -%}
+    {{ return(high) }}
+{%- endmacro %}
+
+{% macro postgres__ingest_test_high(model_name, high) -%}
+    {%- if not execute -%}{{ return(high) }}{%- endif -%}
     {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
-    {%- set low = _ingest_scalar(_ingest_watermark_query(watermarks, model_name, 'low_seq'), 0) if execute else 0 -%}
-    {{ return({'low': low, 'high': high, 'ranges': ingest_touched_ranges(grain, low, high, after, to_hour_end, staged=staged)}) }}
+    {%- if adapter.get_relation(watermarks.database, watermarks.schema, watermarks.identifier) is none -%}
+        {{ return(high) }}
+    {%- endif -%}
+    {{ return('coalesce((' ~ _ingest_watermark_query(watermarks, model_name, 'high_seq') ~ '), ' ~ high ~ ')') }}
 {%- endmacro %}
 
 

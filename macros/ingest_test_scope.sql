@@ -1,7 +1,9 @@
 {#- Generic data tests (not_null, unique, unique_combination_of_columns, non_negative, ...)
-    in the 'touched' test scope (var ingest_test_scope, what a schedule runs: the runner, the
+    in the 'touched' test scope (var ingest_test_scope, what a schedule's builds run: the
     speed DAG) check only the rows in the buckets the last build touched, as the singular
-    tests in tests/ do, so that their cost follows the increment and not the history.
+    tests in tests/ do, so that their cost follows the increment and not the history; in the
+    'untested' scope (`antenna-elt run`'s `dbt test` beside its builds: macros/ingest_tests.sql)
+    the buckets touched since the last such `dbt test`.
 
     dbt wraps the model of every generic test in get_where_subquery (where the `where` config
     goes); this override adds the scope for models that declare their bucket in
@@ -66,10 +68,17 @@
     lowest low of the incremental models' last builds to this invocation's high. Inside
     `dbt build` a view's tests run before the marts are built, so this spans the previous
     build's increment and the one about to be built; in a `dbt test` after `dbt run`, the
-    run's increment and what arrived since. Either way no ingested row goes unchecked. -#}
+    run's increment and what arrived since; in the 'untested' scope, from the lowest low of
+    the invocation's spans. Either way no ingested row goes unchecked. -#}
 {% macro ingest_views_test_span() -%}
     {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
     {%- set high = ingest_build_high() -%}
+    {%- if var('ingest_test_scope', 'all') == 'untested' -%}
+        {#- from the lowest low of this `dbt test`'s spans (macros/ingest_tests.sql) -#}
+        {%- set _ = ingest_untested_span('') -%}
+        {%- set lows = ingest_invocation_cache('untested_spans')['spans'].values() | map(attribute=0) | list -%}
+        {{ return([lows | min if lows else 0, high]) }}
+    {%- endif -%}
     {%- if adapter.get_relation(watermarks.database, watermarks.schema, watermarks.identifier) is none -%}
         {{ return([0, high]) }}
     {%- endif -%}

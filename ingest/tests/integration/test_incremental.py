@@ -652,6 +652,84 @@ def test_touched_scope_generic_tests_check_the_increment_whatever_its_event_time
     assert touched | {untouched} <= failed_tests(pipeline, warehouse)
 
 
+BUILD_WITHOUT_TESTS = ("build", "--exclude", "resource_type:test", "resource_type:unit_test")
+"""What `antenna-elt run`'s speed cycle runs (its tests run beside it)."""
+
+
+def test_the_untested_scope_checks_every_build_since_the_last_tests(pipeline: Pipeline) -> None:
+    """`antenna-elt run` publishes the marts with builds that run no tests, and runs `dbt
+    test` beside them in the 'untested' scope: each `dbt test` checks every bucket touched by
+    the builds since the last one, however many ran in between. A wrong row left in a window
+    that a build two builds back touched is found (the 'touched' scope, which checks the
+    last build only, misses it), reported by one `dbt test`, not by every later one."""
+    warehouse = pipeline.postgres
+    for hour, seed in (("00", "61"), ("02", "62")):
+        pipeline.simulate(
+            "--start", f"2026-11-24T{hour}:00:00Z", "--duration", "1h", "--count", "3000",
+            "--seed", seed, "--duplicate-share", "0.02",
+        )  # fmt: skip
+        pipeline.ingest()
+        dbt(pipeline, warehouse, *BUILD_WITHOUT_TESTS)
+        if hour == "00":
+            assert failed_tests(pipeline, warehouse, "untested") == set()
+    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
+        changed = conn.execute(
+            f"update {warehouse.schema}_marts.bytes set value = value + 1 where ctid = (select"
+            f" ctid from {warehouse.schema}_marts.bytes where type = 'antenna_bytes_total'"
+            """ and "timestamp" >= '2026-11-24T02:00:00' limit 1)"""
+        ).rowcount
+    assert changed == 1
+    pipeline.simulate(
+        "--start", "2026-11-24T04:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "63"
+    )
+    pipeline.ingest()
+    dbt(pipeline, warehouse, *BUILD_WITHOUT_TESTS)
+    assert failed_tests(pipeline, warehouse, "touched") == set()
+    assert failed_tests(pipeline, warehouse, "untested") == {"assert_bytes_equals_staged_events"}
+    assert failed_tests(pipeline, warehouse, "untested") == set()
+    # the full scope still finds it
+    assert failed_tests(pipeline, warehouse) == {"assert_bytes_equals_staged_events"}
+    # the scope is a `dbt test`'s: a build in it is refused in one line naming the fix
+    proc = dbt(pipeline, warehouse, "build", "-s", "bytes", check=False,
+               variables={"ingest_test_scope": "untested"})  # fmt: skip
+    assert proc.returncode != 0
+    assert "ingest_test_scope 'untested' is for `dbt test`" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_data_test_compiled_before_a_build_commits_compares_the_built_high(
+    pipeline: Pipeline,
+) -> None:
+    """A data test of the PostgreSQL marts is compiled, then a build of more events into the
+    same windows commits before the test's query runs (the runner's tests beside its builds,
+    two schedulers, an analyst's build beside a schedule). The test compares each mart with
+    the events below the high the mart holds when its query runs (read by the query itself),
+    and passes. Before, it compared the mart's new totals with the events below the high it
+    was compiled with: false failures, with no wrong row anywhere."""
+    warehouse = pipeline.postgres
+    pipeline.simulate(
+        "--start", "2026-11-24T00:00:00Z", "--duration", "1h", "--count", "4000", "--seed", "65",
+        "--duplicate-share", "0.02",
+    )  # fmt: skip
+    pipeline.ingest()
+    build(pipeline, warehouse)
+    pipeline.simulate(
+        "--start", "2026-11-24T00:00:00Z", "--duration", "1h", "--count", "4000", "--seed", "66",
+        "--duplicate-share", "0.02",
+    )  # fmt: skip
+    pipeline.ingest()
+    dbt(pipeline, warehouse, "compile", "--select", "test_type:singular",
+        variables={"ingest_test_scope": "touched"})  # fmt: skip
+    dbt(pipeline, warehouse, *BUILD_WITHOUT_TESTS)
+    compiled = sorted(
+        (pipeline.tmp / "dbt-target" / warehouse.schema / "compiled").rglob("tests/*.sql")
+    )
+    assert len(compiled) == 12, compiled  # every singular test of the PostgreSQL target
+    for path in compiled:
+        if path.name != "assert_no_unknown_devices.sql":  # it warns: the simulator's strangers
+            assert query_postgres(pipeline.settings.pg_conninfo, path.read_text()) == [], path.name
+    assert failed_tests(pipeline, warehouse) == set()
+
+
 def lake_registry(pipeline: Pipeline) -> dict[str, int]:
     """The DuckDB warehouse's registered lake files (lake-relative) and their ingest_seq."""
     found = query_duckdb(
