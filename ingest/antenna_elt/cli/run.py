@@ -23,6 +23,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log_schema=args.log_schema or settings.alert_log_schema,
         freshness=not args.no_freshness,
         test_scope=args.test_scope,
+        tests=args.tests,
         work_dir=args.work_dir,
     )
     runner = Runner(settings, options)
@@ -37,10 +38,10 @@ def register(subparsers: Any) -> None:
         description=(
             "Run the pipeline on one machine until stopped (Ctrl-C, SIGTERM) or for --for: "
             "both ingestors as supervised worker processes (restarted with backoff when one "
-            "dies); the speed cycle (an incremental dbt build of the PostgreSQL marts whose "
-            "data tests check what it touched, then notify), back to back or every "
-            "--speed-interval, skipped while nothing new was ingested; dbt source freshness "
-            "beside it; and the batch cycle (a build of the warehouse target each time the "
+            "dies); the speed cycle (an incremental dbt build of the PostgreSQL marts, then "
+            "notify), back to back or every --speed-interval, skipped while nothing new was "
+            "ingested; beside it the marts' data tests (a dbt test of everything built since "
+            "the last one) and dbt source freshness; and the batch cycle (a build of the warehouse target each time the "
             "lake ingestor closes an hour; with --warehouse bigquery, after `load bigquery` "
             "of that hour). One status line per cycle; logs of the workers and of dbt under "
             "<ANTENNA_ELT_HOME>/run/. A failing data test or a stale source is logged loudly "
@@ -87,7 +88,15 @@ def register(subparsers: Any) -> None:
         "--test-scope",
         choices=["touched", "all"],
         default="touched",
-        help="what each build's data tests check: the windows it touched, or all history (default: touched)",
+        help="what the data tests check: the windows the builds touched, or all history (default: touched)",
+    )
+    p.add_argument(
+        "--tests",
+        choices=["beside", "in-build"],
+        default="beside",
+        help="the speed marts' data tests: a dbt test beside the builds, over everything built "
+        "since the last one (the marts are published without waiting for them), or in-build: "
+        "each dbt build's own, a failing test holding back the models below it (default: beside)",
     )
     p.add_argument(
         "--work-dir",

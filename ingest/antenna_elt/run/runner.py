@@ -38,7 +38,12 @@ class RunOptions:
     log_schema: str = "alerts"
     freshness: bool = True
     test_scope: str = "touched"
-    """The data tests of each build check what it touched (all history: ``all``)."""
+    """The data tests check what the builds touched (all history: ``all``)."""
+    tests: str = "beside"
+    """``beside``: the speed cycle builds without tests and a `dbt test` runs beside it, over
+    everything built since its last run (the marts are published a build sooner: the
+    latency is the build's alone); ``in-build``: each `dbt build` runs its own tests, and a
+    failing test holds back the models below it."""
     idle_rebuild_seconds: float = 60.0
     """With nothing ingested since the last build, build again only after this long."""
     batch_poll_seconds: float = 5.0
@@ -68,8 +73,14 @@ def spawn_worker(argv: Any, log_file: Path | None) -> Any:
 def _problems_text(result: StepResult) -> str:
     failed = result.tests_failed
     errors = len(result.failures) - failed
-    rows = "" if result.rows_affected is None else f"{result.rows_affected:,} rows, "
-    text = f"{result.models} models, {rows}{result.tests} tests, {failed} failed"
+    parts = []
+    if result.models or not result.tests:
+        parts.append(f"{result.models} models")
+    if result.rows_affected is not None:
+        parts.append(f"{result.rows_affected:,} rows")
+    if result.tests or not result.models:  # a build without tests (they run beside) says so
+        parts.append(f"{result.tests} tests, {failed} failed")
+    text = ", ".join(parts)
     if result.warnings:
         text += f", {len(result.warnings)} warned"
     if errors:
@@ -133,6 +144,11 @@ class Runner:
         self.speed = DbtStep(
             self.home, "postgres", settings.raw_schema, clock=clock, env=libpq, persistent=True
         )
+        # the speed marts' data tests beside the builds, in a dbt process of their own
+        self.tests: DbtStep | None = None
+        if options.tests == "beside":
+            self.tests = DbtStep(self.home, "postgres", settings.raw_schema, name="tests-postgres",
+                                 clock=clock, env=libpq, persistent=True)  # fmt: skip
         self.freshness = DbtStep(
             self.home, "postgres", settings.raw_schema, name="freshness", clock=clock, env=libpq
         )
@@ -146,6 +162,12 @@ class Runner:
             groups["lake"] = options.lake_group
         self.lag = Lag(settings.kafka_bootstrap_servers, settings.topic, groups)
         self.speed_cycles = 0
+        self.test_cycles = 0
+        self._built_cycles = 0
+        """Speed cycles that ended (their builds are for the tests beside to check)."""
+        self._tested_cycles = 0
+        """Speed cycles that had ended when the last test cycle started."""
+        self._built = threading.Condition()
         self.batch_cycles = 0
         self.failed_builds = 0
         self._freshness_thread: threading.Thread | None = None
@@ -160,9 +182,11 @@ class Runner:
         if not self._stop.is_set():
             log.info("stop requested: stopping the ingestors (they flush) and the builds")
         self._stop.set()
-        for step in (self.speed, self.freshness, self.batch):
+        for step in (self.speed, self.tests, self.freshness, self.batch):
             if step is not None:
                 step.stop()
+        with self._built:
+            self._built.notify_all()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:
@@ -190,6 +214,10 @@ class Runner:
         if self.batch is not None:
             batch_thread = threading.Thread(target=self._batch_loop, name="batch", daemon=True)
             batch_thread.start()
+        test_thread = None
+        if self.tests is not None:
+            test_thread = threading.Thread(target=self._test_loop, name="tests", daemon=True)
+            test_thread.start()
         try:
             while not self._stop.is_set():
                 if self._expired(started):
@@ -211,18 +239,26 @@ class Runner:
                 log.info("%s stopped (exit code %s)", worker.name, code)
             if batch_thread is not None:
                 batch_thread.join(timeout=300)
+            if test_thread is not None:
+                test_thread.join(timeout=300)
             if self._freshness_thread is not None:
                 self._freshness_thread.join(timeout=120)
         if bounded:
             # everything the ingestors flushed on their way out goes into the marts too
             self._speed_cycle(final=True)
+            if self.tests is not None:
+                self._test_cycle(final=True)
             if self.batch is not None:
                 self._batch_cycle(list(self._closed_hours().changed()), final=True)
         self.speed.close()
+        if self.tests is not None:
+            self.tests.close()
         self.lag.close()
         log.info(
-            "done: %d speed cycles, %d batch cycles, %d builds with failures, workers restarted %s",
+            "done: %d speed cycles, %d test cycles, %d batch cycles, %d builds or tests with "
+            "failures, workers restarted %s",
             self.speed_cycles,
+            self.test_cycles,
             self.batch_cycles,
             self.failed_builds,
             {w.name: w.restarts for w in self.workers},
@@ -263,10 +299,15 @@ class Runner:
         self.speed_cycles += 1
         self._last_build = self.clock.monotonic()
         self._start_freshness()
-        build = self.speed.run(
-            "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
-        )
-        self._report_problems(build, "dbt build postgres")
+        if self.tests is None:
+            build = self.speed.run(
+                "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
+            )
+        else:  # the tests run beside (_test_loop)
+            build = self.speed.run(
+                "build", "--exclude", "resource_type:unit_test", "resource_type:test"
+            )
+        self._report_problems(build, "dbt build postgres", self.speed)
         if build.exit_code != 0 and not build.models:
             # killed or crashed before it built anything: what was ingested is not built
             self._offsets_at_last_build = None
@@ -289,6 +330,46 @@ class Runner:
             notify_text,
             self._freshness_text,
             self.lag.text(),
+        )
+        if build.models:  # something to test
+            with self._built:
+                self._built_cycles = self.speed_cycles
+                self._built.notify_all()
+
+    # -- the tests beside the speed cycle -----------------------------------------------------
+
+    def _test_loop(self) -> None:
+        """`dbt test` of what the speed cycles built, each time one or more cycles ended
+        since the last test cycle started."""
+        while not self._stop.is_set():
+            with self._built:
+                while not self._stop.is_set() and self._built_cycles <= self._tested_cycles:
+                    self._built.wait(timeout=1.0)
+            if self._stop.is_set():
+                return
+            self._test_cycle()
+
+    def _test_cycle(self, final: bool = False) -> None:
+        """One `dbt test` of every bucket the builds touched since the last one ('untested'
+        scope: macros/ingest_tests.sql; or all history)."""
+        assert self.tests is not None
+        with self._built:
+            first, self._tested_cycles = self._tested_cycles + 1, self._built_cycles
+        last = self._tested_cycles
+        self.test_cycles += 1
+        scope = "all" if self.options.test_scope == "all" else "untested"
+        result = self.tests.run("test", "--exclude", "resource_type:unit_test", test_scope=scope)
+        if result.exit_code != 0 and not result.tests:
+            self._tested_cycles = first - 1  # killed before it tested anything: again
+        self._report_problems(result, "dbt test postgres", self.tests)
+        built = f"speed cycle {first}" if first == last else f"speed cycles {first}-{last}"
+        log.info(
+            "%stest cycle %d: dbt test postgres %.1f s (%s) of what %s built",
+            "final " if final else "",
+            self.test_cycles,
+            result.seconds,
+            _problems_text(result),
+            built,
         )
 
     def _start_freshness(self) -> None:
@@ -320,9 +401,8 @@ class Runner:
         self._freshness_thread = threading.Thread(target=check, name="freshness", daemon=True)
         self._freshness_thread.start()
 
-    def _report_problems(self, result: StepResult, what: str) -> None:
-        step = self.speed if what.endswith("postgres") else self.batch
-        where = step.log_file if step is not None else ""
+    def _report_problems(self, result: StepResult, what: str, step: DbtStep) -> None:
+        where = step.log_file
         for problem in result.warnings:
             log.warning(
                 "data test %s warns in %s (%s rows): %s",
@@ -337,14 +417,14 @@ class Runner:
             kind = "DATA TEST" if problem.node.startswith(("test.", "unit_test.")) else "MODEL"
             rows = f", {problem.failures} rows" if problem.failures is not None else ""
             log.error(
-                "%s FAILED in %s: %s (%s%s) %s; ingestion goes on; the next build tries again "
-                "(log: %s)",
+                "%s FAILED in %s: %s (%s%s) %s; ingestion goes on%s (log: %s)",
                 kind,
                 what,
                 problem.node.split(".", 2)[-1],
                 problem.status,
                 rows,
                 problem.message[:300],
+                "; the next build tries again" if kind == "MODEL" else "",
                 where,
             )
         if result.exit_code != 0 and not result.failures and not self._stop.is_set():
@@ -393,7 +473,7 @@ class Runner:
         result = self.batch.run(
             "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
         )
-        self._report_problems(result, f"dbt build {self.options.warehouse}")
+        self._report_problems(result, f"dbt build {self.options.warehouse}", self.batch)
         if result.exit_code != 0 and not result.models:
             again = list(hours)  # killed or crashed before it built anything
         log.info(

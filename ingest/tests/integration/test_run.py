@@ -143,6 +143,12 @@ def test_a_bounded_run_ends_exact_after_a_worker_and_a_build_are_killed(scenario
             runner.send_signal(signal.SIGKILL)
     text = log_text(scenario)
     assert "dbt build postgres exited with code -9" in text or "FAILED" in text, text[-3000:]
+    # the data tests ran beside the builds, and the last one after the final build: no test
+    # failed, though tests ran while builds committed (and one build was killed)
+    assert "DATA TEST FAILED" not in text, text[-3000:]
+    assert re.search(
+        r"final test cycle \d+: dbt test postgres [\d.]+ s \(\d+ tests, 0 failed", text
+    ), text[-3000:]
     ledger = merged_ledger(scenario.ledgers)
     emails = {u.id: u.email for u in load_users()}
     for target in ("postgres", "duckdb"):

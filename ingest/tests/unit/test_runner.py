@@ -284,3 +284,80 @@ def test_hours_of_a_batch_build_killed_midway_are_built_at_the_next_poll(tmp_pat
     runner._batch_cycle = cycle  # type: ignore[method-assign]
     runner._batch_loop()
     assert built == [[7200], [7200]]
+
+
+def test_the_tests_beside_the_speed_cycle_check_every_build_once(tmp_path: Path) -> None:
+    """With the tests beside (the default), a speed cycle builds without tests and publishes
+    at once; a `dbt test` in the 'untested' scope runs when builds ended since the last one
+    started, covering all of them; a killed build wakes no test; a `dbt test` killed before
+    it tested anything leaves its builds to the next one; stopping ends the loop."""
+    import threading
+
+    import antenna_elt.alerts.quota as quota
+    from antenna_elt.run.dbt_steps import StepResult
+    from antenna_elt.run.runner import Runner, RunOptions
+    from antenna_elt.settings import load_settings
+
+    settings = load_settings({"ANTENNA_ELT_HOME": str(tmp_path)})
+    runner = Runner(
+        settings, RunOptions(warehouse="none", freshness=False, work_dir=tmp_path), FakeClock()
+    )
+
+    class Offsets:
+        def committed_text(self, name: str) -> str:
+            return "p0=5"
+
+        def text(self) -> str:
+            return "lag postgres p0=0"
+
+    class Step:
+        def __init__(self, results: list[StepResult]):
+            self.results = results
+            self.calls: list[tuple[tuple[str, ...], str | None]] = []
+            self.called = threading.Event()
+            self.log_file = tmp_path / "dbt.log"
+
+        def run(self, *args: str, test_scope: str | None = None) -> StepResult:
+            self.calls.append((args, test_scope))
+            self.called.set()
+            return self.results.pop(0)
+
+        def stop(self) -> None:
+            pass
+
+    built = StepResult("build", 0, 3.0, models=19)
+    runner.lag = Offsets()  # type: ignore[assignment]
+    runner.speed = speed = Step([built, built, StepResult("build", -9, 0.1), built])  # type: ignore[assignment]
+    runner.tests = tests = Step(  # type: ignore[assignment]
+        [StepResult("test", -9, 0.2), StepResult("test", 0, 9.0, tests=105),
+         StepResult("test", 0, 4.0, tests=105)]
+    )  # fmt: skip
+    original = quota.notify_once
+    quota.notify_once = lambda *a, **k: (0, 0)  # type: ignore[assignment]
+    loop = threading.Thread(target=runner._test_loop, daemon=True)
+    try:
+        runner._speed_cycle()
+        runner._speed_cycle()
+        assert speed.calls[0] == (
+            ("build", "--exclude", "resource_type:unit_test", "resource_type:test"),
+            None,
+        )
+        runner._test_cycle()  # killed before it tested anything
+        assert runner._tested_cycles == 0
+        runner._test_cycle()  # both builds
+        assert tests.calls[-1] == (("test", "--exclude", "resource_type:unit_test"), "untested")
+        assert runner._tested_cycles == 2
+        runner._speed_cycle()  # killed: nothing built, nothing to test
+        assert runner._built_cycles == 2
+        tests.called.clear()
+        loop.start()
+        assert not tests.called.wait(0.3)
+        runner._speed_cycle()  # a build: the loop tests it
+        assert tests.called.wait(5)
+        runner.stop()
+        loop.join(5)
+        assert not loop.is_alive()
+    finally:
+        quota.notify_once = original  # type: ignore[assignment]
+        runner.stop()
+    assert len(tests.calls) == 3 and runner.test_cycles == 3 and runner._tested_cycles == 4
