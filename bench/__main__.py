@@ -335,6 +335,7 @@ def main() -> int:
             [int(h) for h in run_histories],
             int(os.environ.get("BENCH_RUN_RATE", "10000")),
             int(os.environ.get("BENCH_RUN_SECONDS", "120")),
+            os.environ.get("BENCH_RUN_TESTS", "beside,in-build").split(","),
         )
     if "fuzz" in parts:
         messages = int(os.environ.get("BENCH_FUZZ_MESSAGES", "100000"))
