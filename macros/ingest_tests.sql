@@ -16,6 +16,9 @@
       checked again by the next one.
     The buckets beyond a span's high (built while the tests ran) are the next span's. -#}
 {% macro start_ingest_tests() -%}
+    {%- if var('ingest_test_scope', 'all') not in ('all', 'touched', 'untested') -%}
+        {{ exceptions.raise_compiler_error("ingest_test_scope is '" ~ var('ingest_test_scope') ~ "': use all (the default), touched or untested") }}
+    {%- endif -%}
     {%- if var('ingest_test_scope', 'all') != 'untested' or not execute -%}{{ return('') }}{%- endif -%}
     {%- if target.type != 'postgres' -%}
         {{ exceptions.raise_compiler_error("ingest_test_scope 'untested' is for the PostgreSQL target (the speed layer), not " ~ target.type ~ ": use 'touched' or 'all'") }}

@@ -347,11 +347,14 @@ class Runner:
                     self._built.wait(timeout=1.0)
             if self._stop.is_set():
                 return
-            self._test_cycle()
+            if not self._test_cycle():
+                # PostgreSQL unreachable, say: not again at once (the speed cycle waits too)
+                self.clock.wait(5.0, self._stop)
 
-    def _test_cycle(self, final: bool = False) -> None:
+    def _test_cycle(self, final: bool = False) -> bool:
         """One `dbt test` of every bucket the builds touched since the last one ('untested'
-        scope: macros/ingest_tests.sql; or all history)."""
+        scope: macros/ingest_tests.sql; or all history). False when it tested nothing (killed,
+        or dbt failed before its tests): its builds are left to the next one."""
         assert self.tests is not None
         with self._built:
             first, self._tested_cycles = self._tested_cycles + 1, self._built_cycles
@@ -359,8 +362,9 @@ class Runner:
         self.test_cycles += 1
         scope = "all" if self.options.test_scope == "all" else "untested"
         result = self.tests.run("test", "--exclude", "resource_type:unit_test", test_scope=scope)
-        if result.exit_code != 0 and not result.tests:
-            self._tested_cycles = first - 1  # killed before it tested anything: again
+        tested = result.exit_code == 0 or result.tests > 0
+        if not tested:
+            self._tested_cycles = first - 1
         self._report_problems(result, "dbt test postgres", self.tests)
         built = f"speed cycle {first}" if first == last else f"speed cycles {first}-{last}"
         log.info(
@@ -371,6 +375,7 @@ class Runner:
             _problems_text(result),
             built,
         )
+        return tested
 
     def _start_freshness(self) -> None:
         if not self.options.freshness:

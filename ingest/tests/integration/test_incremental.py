@@ -694,6 +694,11 @@ def test_the_untested_scope_checks_every_build_since_the_last_tests(pipeline: Pi
                variables={"ingest_test_scope": "untested"})  # fmt: skip
     assert proc.returncode != 0
     assert "ingest_test_scope 'untested' is for `dbt test`" in proc.stdout, proc.stdout[-2000:]
+    # and a scope misspelt, which checked something else before
+    proc = dbt(pipeline, warehouse, "test", "-s", "bytes", check=False,
+               variables={"ingest_test_scope": "touch"})  # fmt: skip
+    assert proc.returncode != 0
+    assert "ingest_test_scope is 'touch': use all (the default), touched or untested" in proc.stdout
 
 
 def test_a_data_test_compiled_before_a_build_commits_compares_the_built_high(
