@@ -103,3 +103,35 @@ def test_a_manifest_lists_the_hours_files_and_late_events_rewrite_it(
     assert manifest is not None
     assert [f["path"] for f in manifest["files"]] == [first, late]
     assert (manifest["rows"], manifest["version"]) == (7, 2)
+
+
+def test_a_manifest_replacement_left_by_a_killed_writer_is_swept(tmp_path: Path) -> None:
+    """A writer killed between writing an hour's manifest under its temporary name and the
+    rename leaves `<hour>.json.w<pid>-<token>.partial`. The next write into that folder, and
+    the sink's recovery, delete it once its process is gone (or after an hour); a live
+    writer's is left alone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from antenna_elt.sinks.lake.sink import LakeSink
+
+    lake = Lake(LakeLocation.parse(str(tmp_path)))
+    folder = tmp_path / L.CLOSED_HOURS
+    folder.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = f"2026-11-24T03.json.w{int(gone.stdout)}-52eacee1.partial"
+    live = f"2026-11-24T04.json.w{os.getppid()}-0badcafe.partial"
+    stale = f"2026-11-24T05.json.w{os.getppid()}-0ddba11e.partial"
+    for name in (dead, live, stale):
+        (folder / name).write_text("{")
+    two_hours_ago = time.time() - 7200
+    os.utime(folder / stale, (two_hours_ago, two_hours_ago))
+    lake.write_json(L.closed_manifest(L.parse_hour("2026-11-24T06")), {"version": 1})
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live, "2026-11-24T06.json"])
+
+    (folder / dead).write_text("{")  # killed again; the restarted sink recovers
+    LakeSink(tmp_path.as_uri(), "g").stored_offsets("devices", [])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live, "2026-11-24T06.json"])

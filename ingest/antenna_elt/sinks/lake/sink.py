@@ -165,6 +165,9 @@ class LakeSink:
         files), then return where it stands."""
         result: dict[int, int] = {}
         with self._storage_errors():
+            # an hour's manifest or marker being replaced when a writer was killed
+            for folder in (L.CLOSED_HOURS, L.OPEN_HOURS):
+                self.lake.sweep_partials(folder)
             for partition in partitions:
                 fence, head, event_hours = self.commits.recover(topic, partition)
                 if head is not None:

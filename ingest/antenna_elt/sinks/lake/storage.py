@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,22 @@ from urllib.parse import urlparse
 from antenna_elt.errors import UserError
 
 # -- storage ----------------------------------------------------------------------------
+
+PARTIAL_GRACE_SECONDS = 3600.0
+"""A half-written replacement (:meth:`Lake.write`) whose writer may still be alive is left
+alone for this long."""
+_REPLACING = re.compile(r"\.w(\d+)-[0-9a-f]{8}\.partial$")
+"""The temporary name :meth:`Lake.write` writes a replacement under: ``<name>.w<pid>-<token>.partial``."""
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -85,9 +103,36 @@ class Lake:
             self.fs.pipe_file(path, data)
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+        tmp = f"{path}.w{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
         _write_local(tmp, data)
         os.replace(tmp, path)
+        self.sweep_partials(rel.rsplit("/", 1)[0] if "/" in rel else "")
+
+    def sweep_partials(self, rel_dir: str) -> list[str]:
+        """Delete what :meth:`write` left in ``rel_dir`` when its writer was killed between
+        writing the temporary file and renaming it (kill -9, power loss): a
+        ``.w<pid>-<token>.partial`` whose process is gone, or older than
+        :data:`PARTIAL_GRACE_SECONDS`. Readers never read such names; this keeps them from
+        piling up. Object stores write whole objects: nothing to sweep. Returns the names
+        deleted."""
+        if not self.local:
+            return []
+        deleted = []
+        now = time.time()
+        for name in self.list(rel_dir):
+            match = _REPLACING.search(name)
+            if match is None or int(match.group(1)) == os.getpid():
+                continue
+            path = self._abs(f"{rel_dir}/{name}" if rel_dir else name)
+            try:
+                age = now - os.path.getmtime(path)
+            except FileNotFoundError:
+                continue
+            if _process_gone(int(match.group(1))) or age > PARTIAL_GRACE_SECONDS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    deleted.append(name)
+        return deleted
 
     def create(self, rel: str, data: bytes) -> bool:
         """Create ``rel`` holding ``data`` unless it exists; False if it already did."""
