@@ -49,6 +49,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return file_group(nodeid)
 
+    # loadscope re-sorts its work units by their number of tests unless told not to, which
+    # undid LONGEST_FIRST (a few long Airflow tests were scheduled last)
+    config.option.loadscopereorder = False
     return FileGroupScheduling(config, log)
 
 

@@ -452,6 +452,17 @@ def test_builds_while_ingesting_pass_their_tests_and_end_exact(pipeline: Pipelin
         assert_marts_equal_ledger(pipeline, warehouse, ledger)
 
 
+def hour_built(pipeline: Pipeline, warehouse: Warehouse, seed: str) -> ledger_module.Ledger:
+    """An hour of events with re-sent copies (2026-11-21 00:00), ingested and built."""
+    ledger = pipeline.simulate(
+        "--start", "2026-11-21T00:00:00Z", "--duration", "1h", "--count", "6000", "--seed", seed,
+        "--duplicate-share", "0.02",
+    )  # fmt: skip
+    pipeline.ingest()
+    build(pipeline, warehouse)
+    return ledger
+
+
 def test_two_builds_at_once_take_turns_and_add_every_increment_once(pipeline: Pipeline) -> None:
     """Two `dbt run`s of the PostgreSQL incremental models at once (two runners, a runner
     and the speed DAG, or an analyst's build beside them), over an increment with re-sent
@@ -465,12 +476,7 @@ def test_two_builds_at_once_take_turns_and_add_every_increment_once(pipeline: Pi
     Only the incremental models: dbt swaps views and tables in through a fixed
     `<name>__dbt_backup`, so a second build at once fails on those (loudly, nothing lost)."""
     warehouse = pipeline.postgres
-    first = pipeline.simulate(
-        "--start", "2026-11-21T00:00:00Z", "--duration", "1h", "--count", "6000", "--seed", "31",
-        "--duplicate-share", "0.02",
-    )  # fmt: skip
-    pipeline.ingest()
-    build(pipeline, warehouse)
+    first = hour_built(pipeline, warehouse, seed="31")
     second = pipeline.simulate(
         "--start", "2026-11-21T00:30:00Z", "--duration", "1h", "--count", "6000", "--seed", "32",
         "--duplicate-share", "0.05", "--late-share", "0.2", "--late-max", "60m",
@@ -517,12 +523,7 @@ def test_copies_of_events_built_before_count_as_copies_not_as_events(pipeline: P
     copy and keeps its first copy's ingest_seq and ingestion time, and no mart counts it
     twice."""
     postgres = pipeline.postgres
-    first = pipeline.simulate(
-        "--start", "2026-11-21T00:00:00Z", "--duration", "1h", "--count", "6000", "--seed", "41",
-        "--duplicate-share", "0.02",
-    )  # fmt: skip
-    pipeline.ingest()
-    build(pipeline, postgres)
+    first = hour_built(pipeline, postgres, seed="41")
     table = f"{postgres.schema}_intermediate.{DEDUPLICATED}"
     columns = "extract(epoch from event_at), device_id, antenna_id, bytes, app"
     sql = f"select {columns}, copies_received, ingest_seq, first_ingested_at from {table}"
