@@ -553,6 +553,18 @@ def test_copies_of_events_built_before_count_as_copies_not_as_events(pipeline: P
     assert_marts_equal_ledger(pipeline, postgres, merged(first, second))
 
 
+def add_a_byte_to_one_bytes_row(pipeline: Pipeline, warehouse: Warehouse, where: str = "") -> None:
+    """A wrong row in `bytes` (PostgreSQL): one antenna total (`where`: among those) one
+    byte too high."""
+    marts = f"{warehouse.schema}_marts"
+    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
+        changed = conn.execute(
+            f"update {marts}.bytes set value = value + 1 where ctid = (select ctid from"
+            f" {marts}.bytes where type = 'antenna_bytes_total'{where} limit 1)"
+        ).rowcount
+    assert changed == 1
+
+
 def test_a_wrong_windowed_row_fails_the_data_tests(pipeline: Pipeline) -> None:
     pipeline.simulate(
         "--start", "2026-11-22T00:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "41"
@@ -560,12 +572,7 @@ def test_a_wrong_windowed_row_fails_the_data_tests(pipeline: Pipeline) -> None:
     pipeline.ingest()
     warehouse = pipeline.postgres
     build(pipeline, warehouse)
-    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
-        changed = conn.execute(
-            f"update {warehouse.schema}_marts.bytes set value = value + 1 where ctid = "
-            f"(select ctid from {warehouse.schema}_marts.bytes where type = 'antenna_bytes_total' limit 1)"
-        ).rowcount
-    assert changed == 1
+    add_a_byte_to_one_bytes_row(pipeline, warehouse)
     proc = dbt(pipeline, warehouse, "test", check=False)
     assert proc.returncode == 1
     failed = sorted(
@@ -673,13 +680,9 @@ def test_the_untested_scope_checks_every_build_since_the_last_tests(pipeline: Pi
         dbt(pipeline, warehouse, *BUILD_WITHOUT_TESTS)
         if hour == "00":
             assert failed_tests(pipeline, warehouse, "untested") == set()
-    with psycopg.connect(pipeline.settings.pg_conninfo, autocommit=True) as conn:
-        changed = conn.execute(
-            f"update {warehouse.schema}_marts.bytes set value = value + 1 where ctid = (select"
-            f" ctid from {warehouse.schema}_marts.bytes where type = 'antenna_bytes_total'"
-            """ and "timestamp" >= '2026-11-24T02:00:00' limit 1)"""
-        ).rowcount
-    assert changed == 1
+    add_a_byte_to_one_bytes_row(
+        pipeline, warehouse, """ and "timestamp" >= '2026-11-24T02:00:00'"""
+    )
     pipeline.simulate(
         "--start", "2026-11-24T04:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "63"
     )
