@@ -85,7 +85,13 @@ def _connect(settings: Settings) -> Any:
 
 
 def record_breaches(conn: Any, marts_schema: str, log_schema: str) -> int:
-    """Upsert the mart's breaches into the log; returns how many rows are new."""
+    """Upsert the mart's breaches that the log does not hold as they are; returns how many
+    rows are new.
+
+    The comparison is one query: the runner calls this after every build, over a mart that
+    holds every breach of history, and a row-by-row upsert of all of them took seconds a
+    cycle at 10M events (issue 14); only new breaches and changed usage are written.
+    """
     import psycopg
 
     # concurrent first runs take turns
@@ -93,30 +99,40 @@ def record_breaches(conn: Any, marts_schema: str, log_schema: str) -> int:
     try:
         rows = conn.execute(
             sql.SQL(
-                "select user_id, user_name, email, hour_start, usage_bytes, quota_bytes, overage_bytes, usage_ratio "
-                "from {}"
-            ).format(sql.Identifier(marts_schema, "fct_quota_breaches"))
+                "select b.user_id, b.user_name, b.email, b.hour_start, b.usage_bytes, b.quota_bytes, "
+                "b.overage_bytes, b.usage_ratio "
+                "from {} as b left join {} as l on l.user_id = b.user_id and l.hour_start = b.hour_start "
+                "where l.usage_bytes is distinct from b.usage_bytes"
+            ).format(sql.Identifier(marts_schema, "fct_quota_breaches"), _log_table(log_schema))
         ).fetchall()
     except psycopg.errors.UndefinedTable:
         raise UserError(
             f"{marts_schema}.fct_quota_breaches does not exist: run `dbt build` first"
         ) from None
-    new = 0
+    if not rows:
+        return 0
     with conn.cursor() as cur:
-        for user_id, name, email, hour, usage, quota, overage, ratio in rows:
-            cur.execute(
-                sql.SQL(
-                    "insert into {} (alert_id, user_id, user_name, email, hour_start, "
-                    "usage_bytes, quota_bytes, overage_bytes, usage_ratio) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "on conflict (alert_id) do update set usage_bytes = excluded.usage_bytes, "
-                    "overage_bytes = excluded.overage_bytes, usage_ratio = excluded.usage_ratio, updated_at = now() "
-                    "where quota_breach_log.usage_bytes is distinct from excluded.usage_bytes "
-                    "returning (xmax = 0) as inserted"
-                ).format(_log_table(log_schema)),
-                (alert_id(user_id, hour), user_id, name, email, hour, usage, quota, overage, ratio),
-            )
+        cur.executemany(
+            sql.SQL(
+                "insert into {} (alert_id, user_id, user_name, email, hour_start, "
+                "usage_bytes, quota_bytes, overage_bytes, usage_ratio) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "on conflict (alert_id) do update set usage_bytes = excluded.usage_bytes, "
+                "overage_bytes = excluded.overage_bytes, usage_ratio = excluded.usage_ratio, updated_at = now() "
+                "where quota_breach_log.usage_bytes is distinct from excluded.usage_bytes "
+                "returning (xmax = 0) as inserted"
+            ).format(_log_table(log_schema)),
+            [
+                (alert_id(user_id, hour), user_id, name, email, hour, usage, quota, overage, ratio)
+                for user_id, name, email, hour, usage, quota, overage, ratio in rows
+            ],
+            returning=True,
+        )
+        new = 0
+        while True:
             result = cur.fetchone()
             new += bool(result and result[0])
+            if not cur.nextset():
+                break
     return new
 
 
