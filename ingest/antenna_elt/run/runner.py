@@ -22,6 +22,8 @@ from antenna_elt.settings import Settings
 log = logging.getLogger("antenna_elt.run")
 
 WAREHOUSES = ("duckdb", "bigquery", "none")
+RAW_SOURCE = "raw"
+"""The dbt source the ingestors land in: what a speed cycle builds is downstream of it."""
 
 
 @dataclass
@@ -173,6 +175,8 @@ class Runner:
         self._freshness_thread: threading.Thread | None = None
         self._freshness_text = "freshness not checked yet"
         self._offsets_at_last_build: str | None = None
+        self._built_project: tuple[Any, ...] | None = None
+        """The project's files when a whole build (views and seeds too) last succeeded."""
         self._last_build = -1e9
         self._signalled = False
 
@@ -293,24 +297,46 @@ class Runner:
             return True
         return self.clock.monotonic() - self._last_build >= self.options.idle_rebuild_seconds
 
+    def _project_state(self) -> tuple[Any, ...]:
+        """What the views and seeds are built from: the dbt project's files and profile."""
+        from antenna_elt.dbt import profiles_dir
+        from antenna_elt.run.dbt_worker import fingerprint
+
+        return fingerprint(self.speed.project, profiles_dir())
+
     def _speed_cycle(self, final: bool = False) -> None:
         from antenna_elt.alerts.quota import notify_once
 
         self.speed_cycles += 1
         self._last_build = self.clock.monotonic()
         self._start_freshness()
-        if self.tests is None:
-            build = self.speed.run(
-                "build", "--exclude", "resource_type:unit_test", test_scope=self.options.test_scope
-            )
-        else:  # the tests run beside (_test_loop)
-            build = self.speed.run(
-                "build", "--exclude", "resource_type:unit_test", "resource_type:test"
-            )
+        exclude = ["resource_type:unit_test"]
+        if self.tests is not None:  # the tests run beside (_test_loop)
+            exclude.append("resource_type:test")
+        project = self._project_state()
+        select: list[str] = []
+        if project == self._built_project:
+            # the views and seeds are as the last whole build left them: build what the
+            # stream changes only (re-creating a view waited for its readers' locks: the
+            # tests beside, the dashboards)
+            select = ["--select", f"source:{RAW_SOURCE}+"]
+            exclude.append("config.materialized:view")
+        elif self._built_project is not None:
+            log.info("the dbt project changed: this build re-creates its views and seeds too")
+        build = self.speed.run(
+            "build", *select, "--exclude", *exclude,
+            test_scope=self.options.test_scope if self.tests is None else None,
+        )  # fmt: skip
         self._report_problems(build, "dbt build postgres", self.speed)
         if build.exit_code != 0 and not build.models:
             # killed or crashed before it built anything: what was ingested is not built
             self._offsets_at_last_build = None
+        if any(not p.node.startswith(("test.", "unit_test.")) for p in build.failures) or (
+            build.exit_code != 0 and not build.failures
+        ):
+            self._built_project = None  # a model failed (a view dropped?): all of it next time
+        elif not select:
+            self._built_project = project
         notify_text = "notify skipped (the build failed)"
         if build.models:
             started = self.clock.monotonic()

@@ -188,6 +188,39 @@ def test_the_dbt_worker_parses_with_the_options_a_manifest_depends_on() -> None:
                                      "--vars", '{"a": 1}']  # fmt: skip
 
 
+class FakeOffsets:
+    """The committed offsets and lag the runner reads from Kafka: fixed."""
+
+    def committed_text(self, name: str) -> str:
+        return "p0=5 p1=7"
+
+    def text(self) -> str:
+        return "lag postgres p0=0 p1=0"
+
+
+class FakeStep:
+    """A dbt step that returns the given results in turn and records its calls."""
+
+    def __init__(
+        self, results: list[Any], project: Path | None = None, log_file: Path | None = None
+    ):
+        import threading
+
+        self.results = results
+        self.calls: list[tuple[tuple[str, ...], str | None]] = []
+        self.called = threading.Event()
+        self.project = project or Path("/nonexistent")
+        self.log_file = log_file or self.project / "dbt.log"
+
+    def run(self, *args: str, test_scope: str | None = None) -> Any:
+        self.calls.append((args, test_scope))
+        self.called.set()
+        return self.results.pop(0)
+
+    def stop(self) -> None:
+        pass
+
+
 def test_a_speed_build_killed_midway_is_redone_at_once_not_after_the_idle_minute(
     tmp_path: Path,
 ) -> None:
@@ -204,25 +237,10 @@ def test_a_speed_build_killed_midway_is_redone_at_once_not_after_the_idle_minute
         settings, RunOptions(warehouse="none", freshness=False, work_dir=tmp_path), clock
     )
 
-    class Offsets:
-        def committed_text(self, name: str) -> str:
-            return "p0=5 p1=7"
-
-        def text(self) -> str:
-            return "lag postgres p0=0 p1=0"
-
-    class Step:
-        def __init__(self, results: list[StepResult]):
-            self.results = results
-            self.log_file = tmp_path / "dbt-postgres.log"
-
-        def run(self, *args: Any, **kwargs: Any) -> StepResult:
-            return self.results.pop(0)
-
-    runner.lag = Offsets()  # type: ignore[assignment]
+    runner.lag = FakeOffsets()  # type: ignore[assignment]
     killed = StepResult("build", -9, 0.1)
     failed_test = StepResult("build", 1, 5.0, models=19, tests=105)
-    runner.speed = Step([killed, failed_test])  # type: ignore[assignment]
+    runner.speed = FakeStep([killed, failed_test], tmp_path)  # type: ignore[assignment]
     assert runner._due()
     runner._speed_cycle()
     assert runner._due()  # the same offsets, but the build never ran
@@ -303,34 +321,12 @@ def test_the_tests_beside_the_speed_cycle_check_every_build_once(tmp_path: Path)
         settings, RunOptions(warehouse="none", freshness=False, work_dir=tmp_path), FakeClock()
     )
 
-    class Offsets:
-        def committed_text(self, name: str) -> str:
-            return "p0=5"
-
-        def text(self) -> str:
-            return "lag postgres p0=0"
-
-    class Step:
-        def __init__(self, results: list[StepResult]):
-            self.results = results
-            self.calls: list[tuple[tuple[str, ...], str | None]] = []
-            self.called = threading.Event()
-            self.log_file = tmp_path / "dbt.log"
-
-        def run(self, *args: str, test_scope: str | None = None) -> StepResult:
-            self.calls.append((args, test_scope))
-            self.called.set()
-            return self.results.pop(0)
-
-        def stop(self) -> None:
-            pass
-
     built = StepResult("build", 0, 3.0, models=19)
-    runner.lag = Offsets()  # type: ignore[assignment]
-    runner.speed = speed = Step([built, built, StepResult("build", -9, 0.1), built])  # type: ignore[assignment]
-    runner.tests = tests = Step(  # type: ignore[assignment]
+    runner.lag = FakeOffsets()  # type: ignore[assignment]
+    runner.speed = speed = FakeStep([built, built, StepResult("build", -9, 0.1), built], tmp_path)  # type: ignore[assignment]
+    runner.tests = tests = FakeStep(  # type: ignore[assignment]
         [StepResult("test", -9, 0.2), StepResult("test", 0, 9.0, tests=105),
-         StepResult("test", 0, 4.0, tests=105)]
+         StepResult("test", 0, 4.0, tests=105)], tmp_path
     )  # fmt: skip
     original = quota.notify_once
     quota.notify_once = lambda *a, **k: (0, 0)  # type: ignore[assignment]
@@ -361,3 +357,61 @@ def test_the_tests_beside_the_speed_cycle_check_every_build_once(tmp_path: Path)
         quota.notify_once = original  # type: ignore[assignment]
         runner.stop()
     assert len(tests.calls) == 3 and runner.test_cycles == 3 and runner._tested_cycles == 4
+
+
+def test_speed_builds_leave_views_and_seeds_alone_until_the_project_changes(tmp_path: Path) -> None:
+    """Once a whole build succeeded, a speed cycle builds only what is downstream of the
+    ingestors' source, without the views (re-creating a view waits for the locks of its
+    readers: the tests beside, the dashboards) and the seeds; an edit in the project, a
+    model that failed or a build killed before it ran bring the whole build back."""
+    import antenna_elt.alerts.quota as quota
+    from antenna_elt.run.dbt_steps import Problem, StepResult
+    from antenna_elt.run.runner import Runner, RunOptions
+    from antenna_elt.settings import load_settings
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    model = project / "models" / "stg_raw__device_usage.sql"
+    model.write_text("select 1 as one")
+    settings = load_settings({"ANTENNA_ELT_HOME": str(tmp_path)})
+    options = RunOptions(warehouse="none", freshness=False, work_dir=tmp_path)
+    ok = StepResult("build", 0, 3.0, models=19)
+    killed = StepResult("build", -9, 0.1)
+    view_gone = StepResult("build", 1, 2.0, models=14, problems=[Problem(
+        "model.antenna_elt.int_device_usage__deduplicated", "error", None,
+        'relation "staging.stg_raw__device_usage" does not exist')])  # fmt: skip
+    whole = ("build", "--exclude", "resource_type:unit_test", "resource_type:test")
+    steady = ("build", "--select", "source:raw+", "--exclude", "resource_type:unit_test",
+              "resource_type:test", "config.materialized:view")  # fmt: skip
+    original = quota.notify_once
+    quota.notify_once = lambda *a, **k: (0, 0)  # type: ignore[assignment]
+    try:
+        runner = Runner(settings, options, FakeClock())
+        runner.lag = FakeOffsets()  # type: ignore[assignment]
+        runner.speed = speed = FakeStep([killed, ok, ok, ok, ok, view_gone, ok, ok], project)  # type: ignore[assignment]
+        for _ in range(3):
+            runner._speed_cycle()
+        model.write_text("select 1 as one, 2 as two")  # an analyst's edit
+        for _ in range(5):
+            runner._speed_cycle()
+        assert [args for args, _ in speed.calls] == [
+            whole, whole, steady, whole, steady, steady, whole, steady
+        ]  # fmt: skip
+
+        # tests in the build: a failing data test is no failed model
+        runner = Runner(
+            settings, RunOptions(**{**options.__dict__, "tests": "in-build"}), FakeClock()
+        )
+        runner.lag = FakeOffsets()  # type: ignore[assignment]
+        test_failed = StepResult("build", 1, 5.0, models=19, tests=105, problems=[
+            Problem("test.antenna_elt.assert_bytes_equals_staged_events", "fail", 3, "")])  # fmt: skip
+        runner.speed = speed = FakeStep([test_failed, ok], project)  # type: ignore[assignment]
+        runner._speed_cycle()
+        runner._speed_cycle()
+        assert speed.calls == [
+            (("build", "--exclude", "resource_type:unit_test"), "touched"),
+            (("build", "--select", "source:raw+", "--exclude", "resource_type:unit_test",
+              "config.materialized:view"), "touched"),
+        ]  # fmt: skip
+    finally:
+        quota.notify_once = original  # type: ignore[assignment]
