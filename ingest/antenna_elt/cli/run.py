@@ -24,6 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         freshness=not args.no_freshness,
         test_scope=args.test_scope,
         tests=args.tests,
+        test_interval=args.test_interval,
         work_dir=args.work_dir,
     )
     runner = Runner(settings, options)
@@ -97,6 +98,14 @@ def register(subparsers: Any) -> None:
         help="the speed marts' data tests: a dbt test beside the builds, over everything built "
         "since the last one (the marts are published without waiting for them), or in-build: "
         "each dbt build's own, a failing test holding back the models below it (default: beside)",
+    )
+    p.add_argument(
+        "--test-interval",
+        type=non_negative,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --tests beside: seconds from one dbt test's start to the next at the least "
+        "(each tests every build since the last; fewer leave the cores to the builds; default: 60)",
     )
     p.add_argument(
         "--work-dir",

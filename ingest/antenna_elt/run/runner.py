@@ -46,6 +46,11 @@ class RunOptions:
     everything built since its last run (the marts are published a build sooner: the
     latency is the build's alone); ``in-build``: each `dbt build` runs its own tests, and a
     failing test holds back the models below it."""
+    test_interval: float = 60.0
+    """With the tests beside: seconds from one test cycle's start to the next at the least.
+    A test cycle checks every build since the last one, so fewer cycles test the same builds
+    in less work (each rescans the hours the builds touched) and leave the cores to the
+    builds: the marts' latency against how soon a wrong row is reported."""
     idle_rebuild_seconds: float = 60.0
     """With nothing ingested since the last build, build again only after this long."""
     batch_poll_seconds: float = 5.0
@@ -170,6 +175,7 @@ class Runner:
         self._tested_cycles = 0
         """Speed cycles that had ended when the last test cycle started."""
         self._built = threading.Condition()
+        self._test_started = -1e9
         self.batch_cycles = 0
         self.failed_builds = 0
         self._freshness_thread: threading.Thread | None = None
@@ -373,6 +379,10 @@ class Runner:
                     self._built.wait(timeout=1.0)
             if self._stop.is_set():
                 return
+            due = self._test_started + self.options.test_interval - self.clock.monotonic()
+            if due > 0 and self.clock.wait(due, self._stop):
+                return
+            self._test_started = self.clock.monotonic()
             if not self._test_cycle():
                 # PostgreSQL unreachable, say: not again at once (the speed cycle waits too)
                 self.clock.wait(5.0, self._stop)

@@ -415,3 +415,78 @@ def test_speed_builds_leave_views_and_seeds_alone_until_the_project_changes(tmp_
         ]  # fmt: skip
     finally:
         quota.notify_once = original  # type: ignore[assignment]
+
+
+def test_the_tests_beside_start_test_interval_seconds_apart_and_cover_the_builds_between(
+    tmp_path: Path,
+) -> None:
+    """A test cycle starts at the earliest --test-interval seconds after the previous one
+    started, and then covers every build that ended meanwhile; a stop during the wait ends
+    the loop without a test."""
+    import threading
+
+    import antenna_elt.alerts.quota as quota
+    from antenna_elt.run.dbt_steps import StepResult
+    from antenna_elt.run.runner import Runner, RunOptions
+    from antenna_elt.settings import load_settings
+
+    class HeldClock(FakeClock):
+        """The test loop's wait for the interval is held until the test releases it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waiting = threading.Event()
+            self.release = threading.Event()
+
+        def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+            if threading.current_thread().name != "tests" or stop is None:
+                return super().wait(seconds, stop)
+            self.waits.append(seconds)
+            self.waiting.set()
+            while not self.release.is_set() and not stop.is_set():
+                stop.wait(0.01)
+            self.release.clear()
+            self.waiting.clear()
+            if not stop.is_set():
+                self.advance(seconds)
+            return stop.is_set()
+
+    clock = HeldClock()
+    settings = load_settings({"ANTENNA_ELT_HOME": str(tmp_path)})
+    options = RunOptions(warehouse="none", freshness=False, work_dir=tmp_path, test_interval=60)
+    runner = Runner(settings, options, clock)
+    runner.lag = FakeOffsets()  # type: ignore[assignment]
+    built = StepResult("build", 0, 3.0, models=19)
+    runner.speed = FakeStep([built] * 4, tmp_path)  # type: ignore[assignment]
+    started: list[tuple[float, int]] = []
+
+    class Tests(FakeStep):
+        def run(self, *args: str, test_scope: str | None = None) -> Any:
+            started.append((clock.monotonic(), runner._built_cycles))
+            clock.advance(20)  # the test cycle takes 20 s
+            return super().run(*args, test_scope=test_scope)
+
+    runner.tests = tests = Tests([StepResult("test", 0, 20.0, tests=105)] * 3, tmp_path)  # type: ignore[assignment]
+    original = quota.notify_once
+    quota.notify_once = lambda *a, **k: (0, 0)  # type: ignore[assignment]
+    loop = threading.Thread(target=runner._test_loop, name="tests", daemon=True)
+    try:
+        runner._speed_cycle()
+        loop.start()
+        assert tests.called.wait(5)  # the first: at once
+        tests.called.clear()
+        runner._speed_cycle()
+        assert clock.waiting.wait(5) and clock.waits == [40]  # 60 s after the first's start
+        runner._speed_cycle()  # ended during the wait: the same test covers it
+        clock.release.set()
+        assert tests.called.wait(5)
+        assert [(t - started[0][0], cycles) for t, cycles in started] == [(0, 1), (60, 3)]
+        assert runner._tested_cycles == 3
+        runner._speed_cycle()
+        assert clock.waiting.wait(5) and clock.waits == [40, 40]
+        runner.stop()  # a stop during the wait ends the loop without a test
+        loop.join(5)
+        assert not loop.is_alive() and len(started) == 2
+    finally:
+        quota.notify_once = original  # type: ignore[assignment]
+        runner.stop()
