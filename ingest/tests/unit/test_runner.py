@@ -341,7 +341,10 @@ def test_the_tests_beside_the_speed_cycle_check_every_build_once(tmp_path: Path)
         runner._test_cycle()  # killed before it tested anything
         assert runner._tested_cycles == 0
         runner._test_cycle()  # both builds
-        assert tests.calls[-1] == (("test", "--exclude", "resource_type:unit_test"), "untested")
+        assert tests.calls[-1] == (
+            ("test", "--threads", "1", "--exclude", "resource_type:unit_test"),
+            "untested",
+        )
         assert runner._tested_cycles == 2
         runner._speed_cycle()  # killed: nothing built, nothing to test
         assert runner._built_cycles == 2
