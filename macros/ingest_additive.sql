@@ -122,6 +122,31 @@
 {%- endmacro %}
 
 
+{#- A select of the CTE `increment` (keys and the latest values of this build's new events)
+    with each value the later of it and the one the current model holds for the same keys,
+    when it adds increments; otherwise the CTE as it is. -#}
+{% macro ingest_later_of_held(increment, keys, latest) -%}
+    {%- if not ingest_adds_increment() -%}
+    select * from {{ increment }}
+    {%- else -%}
+    select
+        {%- for key in keys %}
+        {{ increment }}.{{ key }},
+        {%- endfor %}
+        {%- for column in latest %}
+        greatest({{ increment }}.{{ column }}, coalesce(held.{{ column }}, {{ increment }}.{{ column }})) as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from {{ increment }}
+    left join {{ this }} as held
+        on
+            {%- for key in keys %}
+            {{ 'and ' if not loop.first }}held.{{ key }} = {{ increment }}.{{ key }}
+            {%- endfor %}
+    {%- endif %}
+{%- endmacro %}
+
+
 {#- A select of the CTE `received` (an increment's staged rows, one per event: keys,
     copies_received, first_ingested_at, ingest_seq) as the de-duplicated table will hold
     them: an event it holds already keeps its first copy's ingest_seq and adds the copies;

@@ -15,6 +15,8 @@ from typing import Any
 
 from antenna_elt.sim.users import User
 
+ACTIVE_MINUTES = 10
+"""The look-back of fct_devices_active_recent (dbt var active_minutes: its default)."""
 GRAINS = ("window", "hour")
 DIMENSIONS = ("antenna", "user", "app")
 
@@ -47,11 +49,22 @@ class Ledger:
     totals: dict[tuple[str, str, int, str], list[int]] = field(default_factory=dict)
     unknown_devices: set[str] = field(default_factory=set)
     quota_breaches: list[dict[str, Any]] = field(default_factory=list)
+    last_seen: dict[str, int] = field(default_factory=dict)
+    """Each device's last event, epoch seconds."""
+    seconds: dict[int, int] = field(default_factory=dict)
+    """Bytes per second: every second while sending, those of the look-back once finished
+    (enough to merge ledgers: a second in the merged look-back is in its own ledger's)."""
+    recent: dict[str, Any] | None = None
+    """fct_devices_active_recent as it must be (finish): as_of, devices and bytes of the
+    ACTIVE_MINUTES before the newest event; None without events."""
 
     def add_event(self, timestamp: int, device: str, antenna: str, nbytes: int, app: str) -> None:
         """Count one distinct valid event (duplicates and malformed messages are not)."""
         self.counters["events"] += 1
         self.total_bytes += nbytes
+        if self.last_seen.get(device, timestamp - 1) < timestamp:
+            self.last_seen[device] = timestamp
+        self.seconds[timestamp] = self.seconds.get(timestamp, 0) + nbytes
         window = timestamp - timestamp % self.window_seconds
         hour = timestamp - timestamp % 3600
         totals = self.totals
@@ -65,8 +78,21 @@ class Ledger:
                     slot[1] += 1
 
     def finish(self, users: list[User]) -> None:
-        """Derive the user-hours over quota and the unknown devices."""
+        """Derive the user-hours over quota, the unknown devices and the recent activity."""
         by_id = {u.id: u for u in users}
+        self.recent = None
+        if self.last_seen:
+            as_of = max(self.last_seen.values())
+            after = as_of - ACTIVE_MINUTES * 60
+            self.seconds = {t: n for t, n in self.seconds.items() if t > after}
+            active = [d for d, t in self.last_seen.items() if t > after]
+            self.recent = {
+                "as_of": iso(as_of),
+                "active_minutes": ACTIVE_MINUTES,
+                "devices_active": len(active),
+                "unknown_devices_active": sum(1 for d in active if d not in by_id),
+                "bytes_total": sum(self.seconds.values()),
+            }
         self.quota_breaches = []
         self.unknown_devices = set()
         for (grain, dimension, start, key), (nbytes, _) in sorted(self.totals.items()):
@@ -124,6 +150,9 @@ class Ledger:
             ],
             "quota_breaches": self.quota_breaches,
             "unknown_devices": sorted(self.unknown_devices),
+            "recent": self.recent,
+            "last_seen": dict(sorted(self.last_seen.items())),
+            "recent_seconds": {str(t): n for t, n in sorted(self.seconds.items())},
         }
 
     def write(self, path: Path) -> None:
@@ -148,4 +177,7 @@ def load(path: Path) -> Ledger:
     }
     ledger.quota_breaches = data["quota_breaches"]
     ledger.unknown_devices = set(data["unknown_devices"])
+    ledger.recent = data.get("recent")
+    ledger.last_seen = dict(data.get("last_seen", {}))
+    ledger.seconds = {int(t): n for t, n in data.get("recent_seconds", {}).items()}
     return ledger

@@ -92,6 +92,28 @@ def test_user_quota_limit_lists_exactly_the_ledgers_breaches(
     assert sorted(rows) == sorted((e, u, q, h) for e, h, u, q in expected)
 
 
+def test_devices_active_recent_equals_the_ledger_on_both_targets(
+    simulated: Run, postgres_marts: str, duckdb_marts: str
+) -> None:
+    """The devices active in the 10 minutes before the newest event, those missing from
+    user metadata among them, and their bytes: what the simulator sent (it knows each
+    device's last event and the bytes of each second), late and duplicated events
+    included once."""
+    recent = simulated.ledger.recent
+    assert recent is not None and recent["unknown_devices_active"] > 0
+    expected = [
+        (
+            naive(datetime.fromisoformat(recent["as_of"].replace("Z", "+00:00"))),
+            recent["active_minutes"],
+            recent["devices_active"],
+            recent["unknown_devices_active"],
+            recent["bytes_total"],
+        )
+    ]
+    assert mart_rows(simulated, "postgres", postgres_marts, "fct_devices_active_recent") == expected
+    assert mart_rows(simulated, "duckdb", duckdb_marts, "fct_devices_active_recent") == expected
+
+
 def test_the_lake_holds_exactly_the_ledgers_events(simulated: Run) -> None:
     ledger = simulated.ledger
     events = read_lake(simulated.tmp / "lake")

@@ -52,6 +52,8 @@ INCREMENTAL_MARTS = (
     "user_quota_limit",
 )
 DEDUPLICATED = "int_device_usage__deduplicated"
+# incremental on every target (the de-duplicated events: a table on PostgreSQL only)
+INCREMENTAL_INTERMEDIATE = ("int_device_usage__per_second", "int_device_usage__last_seen_windowed")
 START = datetime(2026, 11, 20, tzinfo=UTC)
 BACKLOG = ("--start", "2026-11-20T00:00:00Z", "--duration", "6h", "--count", "48000", "--seed", "21",
            "--duplicate-share", "0.02")  # fmt: skip
@@ -214,6 +216,10 @@ def merged(*ledgers: ledger_module.Ledger) -> ledger_module.Ledger:
             slot[0] += nbytes
             slot[1] += events
         total.total_bytes += ledger.total_bytes
+        for device, last in ledger.last_seen.items():
+            total.last_seen[device] = max(last, total.last_seen.get(device, last))
+        for second, nbytes in ledger.seconds.items():
+            total.seconds[second] = total.seconds.get(second, 0) + nbytes
     total.finish(load_users())
     return total
 
@@ -303,9 +309,14 @@ def assert_incremental_equals_full_refresh(pipeline: Pipeline, warehouse: Wareho
     for mart in INCREMENTAL_MARTS:
         built = warehouse.rows(warehouse.schema, mart, settings)
         assert built == warehouse.rows(ref, mart, settings), f"{warehouse.target}: {mart}"
+    intermediate = INCREMENTAL_INTERMEDIATE
     if warehouse.target == "postgres":  # an additive table there, a view elsewhere
-        held = warehouse.rows(warehouse.schema, DEDUPLICATED, settings, "intermediate")
-        assert held == warehouse.rows(ref, DEDUPLICATED, settings, "intermediate"), DEDUPLICATED
+        intermediate += (DEDUPLICATED,)
+    for model in intermediate:
+        held = warehouse.rows(warehouse.schema, model, settings, "intermediate")
+        assert held == warehouse.rows(ref, model, settings, "intermediate"), (
+            f"{warehouse.target}: {model}"
+        )
 
 
 def naive(moment: datetime) -> datetime:
@@ -337,6 +348,22 @@ def assert_marts_equal_ledger(
     assert sorted(rows["user_quota_limit"]) == breaches, f"{warehouse.target}: user_quota_limit"
     served_breaches = query_breaches(pipeline, warehouse)
     assert served_breaches == sorted((e, naive(h), u) for e, h, u, _ in ledger.breaches())
+    assert warehouse.rows(warehouse.schema, "fct_devices_active_recent", pipeline.settings) == [
+        recent_row(ledger)
+    ], f"{warehouse.target}: fct_devices_active_recent"
+
+
+def recent_row(ledger: ledger_module.Ledger) -> tuple[Any, ...]:
+    """fct_devices_active_recent's one row as the ledger has it."""
+    recent = ledger.recent
+    assert recent is not None and recent["devices_active"] > 0, "the scenario has events"
+    return (
+        naive(ledger_module.parse_iso(recent["as_of"])),
+        recent["active_minutes"],
+        recent["devices_active"],
+        recent["unknown_devices_active"],
+        recent["bytes_total"],
+    )
 
 
 def query_breaches(pipeline: Pipeline, warehouse: Warehouse) -> list[tuple[Any, ...]]:
@@ -512,6 +539,8 @@ def test_two_builds_at_once_take_turns_and_add_every_increment_once(pipeline: Pi
     for thread in threads:
         thread.join()
     assert not failures, "\n".join(str(failure) for failure in failures)
+    # the one table mart read from incremental models: from what the two builds left
+    dbt(pipeline, warehouse, "run", "-s", "fct_devices_active_recent")
     assert failed_tests(pipeline, warehouse) == set()
     assert_incremental_equals_full_refresh(pipeline, warehouse)
     assert_marts_equal_ledger(pipeline, warehouse, merged(first, second))
@@ -732,7 +761,7 @@ def test_a_data_test_compiled_before_a_build_commits_compares_the_built_high(
     compiled = sorted(
         (pipeline.tmp / "dbt-target" / warehouse.schema / "compiled").rglob("tests/*.sql")
     )
-    assert len(compiled) == 12, compiled  # every singular test of the PostgreSQL target
+    assert len(compiled) == 14, compiled  # every singular test of the PostgreSQL target
     for path in compiled:
         if path.name != "assert_no_unknown_devices.sql":  # it warns: the simulator's strangers
             assert query_postgres(pipeline.settings.pg_conninfo, path.read_text()) == [], path.name

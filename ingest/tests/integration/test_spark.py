@@ -48,6 +48,7 @@ SPARK_MARTS = (
     "fct_quota_breaches",
     "fct_usage_windowed",
     "fct_user_usage_hourly",
+    "fct_devices_active_recent",
 )
 
 
