@@ -677,6 +677,13 @@
         built_at = excluded.built_at
 {%- endmacro %}
 
+{% macro postgres__record_ingest_watermark() -%}
+    {{ default__record_ingest_watermark() }}
+    {%- if should_full_refresh() %};
+    {{ reset_ingest_tested() }}
+    {%- endif %}
+{%- endmacro %}
+
 {% macro bigquery__record_ingest_watermark() -%}
     {%- set watermarks = ingest_state_relation('ingest_watermarks') -%}
     merge into {{ watermarks }} as recorded

@@ -38,12 +38,7 @@
         started_epoch bigint not null,
         primary key (invocation_id, model_name)
     );
-    create table if not exists {{ tested }} (
-        model_name varchar(256) primary key,
-        tested_seq bigint not null,
-        invocation_id varchar(64) not null,
-        tested_at timestamp not null
-    );
+    {{ ingest_tested_ddl() }};
     {#- spans of a `dbt test` killed long ago -#}
     delete from {{ spans }} where started_epoch < {{ now }} - 86400;
     insert into {{ spans }} (invocation_id, model_name, low_seq, high_seq, started_epoch)
@@ -94,4 +89,33 @@
         {%- do cache.update({'spans': found}) -%}
     {%- endif -%}
     {{ return(cache['spans'].get(model_name)) }}
+{%- endmacro %}
+
+
+{#- The table of the highs each model's 'untested' tests reached. -#}
+{% macro ingest_tested_ddl() -%}
+    create table if not exists {{ ingest_state_relation('ingest_tested') }} (
+        model_name varchar(256) primary key,
+        tested_seq bigint not null,
+        invocation_id varchar(64) not null,
+        tested_at timestamp not null
+    )
+{%- endmacro %}
+
+
+{#- Part of a full refresh's post-hook on PostgreSQL (record_ingest_watermark): the model's
+    buckets were all rebuilt, so the next 'untested' test checks all of them, even after
+    incremental builds in between (before, its span started at the high the last tests
+    reached, and a bucket only the full refresh rebuilt was never checked again). A `dbt
+    test` that started before the refresh and ends after it records its own high over this
+    (greatest): that one window is not covered. -#}
+{% macro reset_ingest_tested() -%}
+    {%- set tested = ingest_state_relation('ingest_tested') -%}
+    {{ ingest_tested_ddl() }};
+    insert into {{ tested }} as tested (model_name, tested_seq, invocation_id, tested_at)
+    values ('{{ this.identifier }}', 0, '{{ invocation_id }}', {{ dbt.current_timestamp() }})
+    on conflict (model_name) do update set
+        tested_seq = 0,
+        invocation_id = excluded.invocation_id,
+        tested_at = excluded.tested_at
 {%- endmacro %}

@@ -698,7 +698,8 @@ def test_the_untested_scope_checks_every_build_since_the_last_tests(pipeline: Pi
     test` beside them in the 'untested' scope: each `dbt test` checks every bucket touched by
     the builds since the last one, however many ran in between. A wrong row left in a window
     that a build two builds back touched is found (the 'touched' scope, which checks the
-    last build only, misses it), reported by one `dbt test`, not by every later one."""
+    last build only, misses it), reported by one `dbt test`, not by every later one. After a
+    full refresh of a model, the next one checks all of its buckets again."""
     warehouse = pipeline.postgres
     for hour, seed in (("00", "61"), ("02", "62")):
         pipeline.simulate(
@@ -732,6 +733,20 @@ def test_the_untested_scope_checks_every_build_since_the_last_tests(pipeline: Pi
                variables={"ingest_test_scope": "touch"})  # fmt: skip
     assert proc.returncode != 0
     assert "ingest_test_scope is 'touch': use all (the default), touched or untested" in proc.stdout
+    # a full refresh rebuilds every bucket: the next untested tests check all of them, even
+    # with an incremental build in between (before, only the buckets since the last tests)
+    dbt(pipeline, warehouse, "run", "--full-refresh", "-s", "bytes")
+    assert failed_tests(pipeline, warehouse, "untested") == set()  # the refresh mended it
+    dbt(pipeline, warehouse, "run", "--full-refresh", "-s", "bytes")
+    add_a_byte_to_one_bytes_row(  # as if the refresh (an edited model) had built it wrong
+        pipeline, warehouse, """ and "timestamp" < '2026-11-24T01:00:00'"""
+    )
+    pipeline.simulate(
+        "--start", "2026-11-24T06:00:00Z", "--duration", "1h", "--count", "3000", "--seed", "64"
+    )
+    pipeline.ingest()
+    dbt(pipeline, warehouse, *BUILD_WITHOUT_TESTS)
+    assert failed_tests(pipeline, warehouse, "untested") == {"assert_bytes_equals_staged_events"}
 
 
 def test_a_data_test_compiled_before_a_build_commits_compares_the_built_high(
