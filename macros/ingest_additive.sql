@@ -97,10 +97,11 @@
 {%- endmacro %}
 
 
-{#- A select of the CTE `increment` (keys and summed measures of this build's new events)
-    with the totals the current model holds for the same keys added, when it adds increments;
-    otherwise the CTE as it is. -#}
-{% macro ingest_add_to_held(increment, keys, measures) -%}
+{#- A select of the CTE `increment` (keys and values of this build's new events) with each of
+    `combined` ([column, expression] pairs, the expression reading the increment's value and
+    `held`, the current model's row of the same keys), when it adds increments; otherwise
+    the CTE as it is. -#}
+{% macro ingest_combined_with_held(increment, keys, combined) -%}
     {%- if not ingest_adds_increment() -%}
     select * from {{ increment }}
     {%- else -%}
@@ -108,8 +109,8 @@
         {%- for key in keys %}
         {{ increment }}.{{ key }},
         {%- endfor %}
-        {%- for measure in measures %}
-        {{ increment }}.{{ measure }} + coalesce(held.{{ measure }}, 0) as {{ measure }}{{ ',' if not loop.last }}
+        {%- for column, expression in combined %}
+        {{ expression }} as {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
 
     from {{ increment }}
@@ -122,28 +123,24 @@
 {%- endmacro %}
 
 
-{#- A select of the CTE `increment` (keys and the latest values of this build's new events)
-    with each value the later of it and the one the current model holds for the same keys,
-    when it adds increments; otherwise the CTE as it is. -#}
-{% macro ingest_later_of_held(increment, keys, latest) -%}
-    {%- if not ingest_adds_increment() -%}
-    select * from {{ increment }}
-    {%- else -%}
-    select
-        {%- for key in keys %}
-        {{ increment }}.{{ key }},
-        {%- endfor %}
-        {%- for column in latest %}
-        greatest({{ increment }}.{{ column }}, coalesce(held.{{ column }}, {{ increment }}.{{ column }})) as {{ column }}{{ ',' if not loop.last }}
-        {%- endfor %}
+{#- The increment's summed measures with the totals the current model holds added. -#}
+{% macro ingest_add_to_held(increment, keys, measures) -%}
+    {%- set combined = [] -%}
+    {%- for measure in measures -%}
+        {%- do combined.append([measure, increment ~ '.' ~ measure ~ ' + coalesce(held.' ~ measure ~ ', 0)']) -%}
+    {%- endfor -%}
+    {{ return(ingest_combined_with_held(increment, keys, combined)) }}
+{%- endmacro %}
 
-    from {{ increment }}
-    left join {{ this }} as held
-        on
-            {%- for key in keys %}
-            {{ 'and ' if not loop.first }}held.{{ key }} = {{ increment }}.{{ key }}
-            {%- endfor %}
-    {%- endif %}
+
+{#- The increment's latest values, each the later of it and the one the current model holds. -#}
+{% macro ingest_later_of_held(increment, keys, latest) -%}
+    {%- set combined = [] -%}
+    {%- for column in latest -%}
+        {%- set new = increment ~ '.' ~ column -%}
+        {%- do combined.append([column, 'greatest(' ~ new ~ ', coalesce(held.' ~ column ~ ', ' ~ new ~ '))']) -%}
+    {%- endfor -%}
+    {{ return(ingest_combined_with_held(increment, keys, combined)) }}
 {%- endmacro %}
 
 

@@ -62,7 +62,7 @@ class Ledger:
         """Count one distinct valid event (duplicates and malformed messages are not)."""
         self.counters["events"] += 1
         self.total_bytes += nbytes
-        if self.last_seen.get(device, timestamp - 1) < timestamp:
+        if timestamp > self.last_seen.get(device, -1):
             self.last_seen[device] = timestamp
         self.seconds[timestamp] = self.seconds.get(timestamp, 0) + nbytes
         window = timestamp - timestamp % self.window_seconds
