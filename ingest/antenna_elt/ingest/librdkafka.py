@@ -48,15 +48,16 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, Any]:
         "fetch.wait.max.ms": 200,
         "check.crcs": False,
         # the pre-fetch queue (one for the consumer): librdkafka's default of 64 MiB would
-        # dominate the ingestor's memory, so its bytes are bounded. Its count bound is a
-        # partition's, and librdkafka stops fetching a partition that holds that many:
-        # at 20,000 the fetcher idled between fetches (consume-only 33k messages/s against
-        # 84-91k at 200,000; ingest postgres 32k against 63k; same machine). 200,000 is
-        # above what the bytes hold, so the bytes are the bound. 8 MiB keeps both
-        # ingestors at their writers' rate; 16 MiB consumes faster alone (142-166k) for
-        # ~25 MiB more, not faster ingesting. README, Benchmarks (BENCH_PARTS=clients).
-        "queued.max.messages.kbytes": 8 * 1024,
+        # dominate the ingestor's memory, so its bytes are bounded, to 4 MiB. What makes a
+        # small queue fast is how long a partition waits once the queue is full: its
+        # fetches are postponed by fetch.queue.backoff.ms, 1,000 ms by default, so the
+        # fetcher idled most of every second (consume-only 103k messages/s at 8 MiB;
+        # 800-970k at 2-8 MiB with 10 ms; same topic and machine, 2026-11-27). Its count
+        # bound is a partition's: above what the bytes hold, so the bytes are the bound.
+        # README, Benchmarks (BENCH_PARTS=clients).
+        "queued.max.messages.kbytes": 4 * 1024,
         "queued.min.messages": 200_000,
+        "fetch.queue.backoff.ms": 10,
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 3_000,
         # kafka-python's default assignors, so that both clients can share a group

@@ -282,16 +282,19 @@ class IngestLoop(StopOnSignal):
 
         One batch is written while the next is consumed and validated (the database's
         work overlaps ours); writes stay strictly in order because the previous one is
-        settled first.
+        settled first. The batch is prepared for the writer (pickled) before that wait,
+        so that the hand-over after it is short.
         """
-        self._settle()
-        if self._abandoned:
-            return
-        batch, self._batch = self._batch, Batch(self.options.topic)
+        batch = self._batch
         # the contract's future bound: every message of the batch has been read by now
         batch.clock_time = self.clock.time()
         batch.future_skew = self.options.future_skew
-        self._inflight = (batch, self._writer.submit(batch))
+        prepared = self._writer.prepare(batch)
+        self._settle()
+        if self._abandoned or self._batch is not batch:
+            return  # the write before was stale: what was read after it is read again
+        self._batch = Batch(self.options.topic)
+        self._inflight = (batch, self._writer.submit(batch, prepared))
 
     def _settle(self) -> None:
         """Wait for the batch being written; retry it while the sink is down; on a stale

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +65,9 @@ comment on table {schema}.ingest_offsets is
 """The landing tables (``DDL.format(schema=...)``): events and rejects as in
 :mod:`antenna_elt.schema`, and the offsets table."""
 
+
+COPY_CHUNK = 2_000
+"""Messages validated and sent to the server at a time within a batch's COPY."""
 
 # COPY's text format: backslash, tab, newline and carriage return must be escaped
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -153,8 +156,12 @@ class PostgresSink:
         return {int(p): int(o) for p, o in rows}
 
     def write(self, batch: Batch) -> tuple[int, int]:
-        rows, rejects = batch.split()
-        return self.write_rows(batch.topic, rows, rejects, batch.first_offsets, batch.next_offsets)
+        # validated a chunk at a time while the server stores the chunk before: COPY
+        # takes rows as they arrive, so its work overlaps the validation's
+        chunks = (
+            batch.split(start, start + COPY_CHUNK) for start in range(0, len(batch), COPY_CHUNK)
+        )
+        return self._write(batch.topic, chunks, batch.first_offsets, batch.next_offsets)
 
     def write_rows(
         self,
@@ -167,13 +174,22 @@ class PostgresSink:
         """Write validated rows covering ``first_offsets`` up to ``next_offsets`` of each
         partition, with those next offsets, in one transaction (the Spark ingestor's
         driver calls this with rows its executors validated)."""
+        return self._write(topic, iter([(rows, rejects)]), first_offsets, next_offsets)
+
+    def _write(
+        self,
+        topic: str,
+        chunks: Iterator[tuple[list[Row], list[RejectRow]]],
+        first_offsets: dict[int, int],
+        next_offsets: dict[int, int],
+    ) -> tuple[int, int]:
         import psycopg
 
         try:
             conn = self._connection()
             with conn.transaction():
                 self._check_offsets(conn, topic, first_offsets)
-                self._copy(conn, topic, rows, rejects)
+                counts = self._copy(conn, topic, chunks)
                 self._store_offsets(conn, topic, next_offsets)
         except StaleBatch:
             raise
@@ -184,7 +200,7 @@ class PostgresSink:
                 self._drop_connection()
                 raise SinkUnavailable(first_line(exc)) from exc
             raise
-        return len(rows), len(rejects)
+        return counts
 
     def close(self) -> None:
         self._drop_connection()
@@ -241,31 +257,46 @@ class PostgresSink:
             value = cache[app] = app.translate(_COPY_ESCAPES)
         return value
 
-    def _copy(self, conn: Any, topic: str, rows: list[Row], rejects: list[RejectRow]) -> None:
+    def _copy(
+        self, conn: Any, topic: str, chunks: Iterator[tuple[list[Row], list[RejectRow]]]
+    ) -> tuple[int, int]:
+        """COPY the chunks' rows as they come, then their rejects; (rows, rejects) written."""
         # COPY text built with one f-string a row: about three times cheaper than
-        # write_row, and this process is the bottleneck (kafka-python decodes in Python).
-        # The UUIDs were validated as hex, so only the app needs escaping.
+        # write_row. The UUIDs were validated as hex, so only the app needs escaping.
         topic_text = topic.translate(_COPY_ESCAPES)
         event_time = self._event_time
         app_text = self._app
-        with conn.cursor() as cur:
-            if rows:
-                payload = "".join(
-                    [
-                        f"{event_time(ts)}\t{device}\t{antenna}\t{nbytes}\t{app_text(app)}\t{topic_text}\t{partition}\t{offset}\n"
-                        for ts, device, antenna, nbytes, app, partition, offset in rows
-                    ]
-                ).encode()
-                columns = ", ".join(EVENTS.written_names)
-                with cur.copy(f"copy {self.schema}.device_usage ({columns}) from stdin") as copy:
-                    copy.write(payload)
-            if rejects:
-                columns = ", ".join(REJECTS.written_names)
-                with cur.copy(
-                    f"copy {self.schema}.device_usage_rejects ({columns}) from stdin"
-                ) as copy:
-                    for partition, offset, value, reason in rejects:
-                        copy.write_row((topic, partition, offset, value, reason))
+        rejects: list[RejectRow] = []
+        written = 0
+        with conn.cursor() as cur, contextlib.ExitStack() as open_copy:
+            copy = None
+            for rows, chunk_rejects in chunks:
+                rejects += chunk_rejects
+                if not rows:
+                    continue
+                if copy is None:  # opened at the first row: a batch of rejects has none
+                    columns = ", ".join(EVENTS.written_names)
+                    copy = open_copy.enter_context(
+                        cur.copy(f"copy {self.schema}.device_usage ({columns}) from stdin")
+                    )
+                copy.write(
+                    "".join(
+                        [
+                            f"{event_time(ts)}\t{device}\t{antenna}\t{nbytes}\t{app_text(app)}\t{topic_text}\t{partition}\t{offset}\n"
+                            for ts, device, antenna, nbytes, app, partition, offset in rows
+                        ]
+                    ).encode()
+                )
+                written += len(rows)
+        if rejects:
+            columns = ", ".join(REJECTS.written_names)
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"copy {self.schema}.device_usage_rejects ({columns}) from stdin") as copy,
+            ):
+                for partition, offset, value, reason in rejects:
+                    copy.write_row((topic, partition, offset, value, reason))
+        return written, len(rejects)
 
     def _store_offsets(self, conn: Any, topic: str, next_offsets: dict[int, int]) -> None:
         with conn.cursor() as cur:

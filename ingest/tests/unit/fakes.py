@@ -417,7 +417,10 @@ class ClockedWriter:
         self.submitted: list[tuple[float, int]] = []
         """(clock reading, messages) of every batch submitted."""
 
-    def submit(self, batch: Batch) -> Any:
+    def prepare(self, batch: Batch) -> object:
+        return None
+
+    def submit(self, batch: Batch, prepared: object = None) -> Any:
         self.submitted.append((self.clock.now, len(batch)))
         return _ClockedFuture(self.inner.submit(batch), self.clock, self.clock.now + self.seconds)
 
