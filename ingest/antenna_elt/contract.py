@@ -158,10 +158,17 @@ def parse(
         return "timestamp_out_of_range"
     if ts > max_timestamp:
         return "timestamp_in_future"
-    if len(device_id) != 36 or not _UUID.fullmatch(device_id):
-        return "bad_uuid:id"
-    if len(antenna_id) != 36 or not _UUID.fullmatch(antenna_id):
-        return "bad_uuid:antenna_id"
+    # a stream has few distinct devices and antennas: each validated one is remembered
+    device = _CANONICAL.get(device_id)
+    if device is None:
+        if len(device_id) != 36 or not _UUID.fullmatch(device_id):
+            return "bad_uuid:id"
+        device = _remember(device_id)
+    antenna = _CANONICAL.get(antenna_id)
+    if antenna is None:
+        if len(antenna_id) != 36 or not _UUID.fullmatch(antenna_id):
+            return "bad_uuid:antenna_id"
+        antenna = _remember(antenna_id)
     if nbytes < 0:
         return "negative_bytes"
     if nbytes > BYTES_MAX:
@@ -175,7 +182,21 @@ def parse(
     # UTF-8 (PostgreSQL) nor Arrow strings can hold one
     if unusual and _has_lone_surrogate(app):
         return "lone_surrogate:app"
-    return (ts, device_id.lower(), antenna_id.lower(), nbytes, app)
+    return (ts, device, antenna, nbytes, app)
+
+
+_CANONICAL: dict[str, str] = {}
+"""Valid UUIDs seen -> their lower-case form (one shared string each): checking and
+lowering two UUIDs was a third of a valid event's parse (1.85 -> 1.23 us on this machine)."""
+CANONICAL_LIMIT = 100_000
+"""UUIDs remembered at most; past it the memory starts again (random UUIDs, say)."""
+
+
+def _remember(uuid: str) -> str:
+    if len(_CANONICAL) >= CANONICAL_LIMIT:
+        _CANONICAL.clear()
+    canonical = _CANONICAL[uuid] = uuid.lower()
+    return canonical
 
 
 def _load_unusual(value: bytes) -> Any:

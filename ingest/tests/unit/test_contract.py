@@ -215,3 +215,31 @@ def test_a_batch_validates_each_message_against_its_own_record_time() -> None:
     rows, rejects = batch.split()
     assert [r[-1] for r in rows] == [0, 2, 3]
     assert [(o, reason) for _, o, _, reason in rejects] == [(1, "timestamp_in_future")]
+
+
+def test_remembered_uuids_answer_as_the_first_check_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validated UUIDs are remembered (contract._CANONICAL): with the memory warm, full
+    or starting again, every hostile message gets the answer it gets with none."""
+    from antenna_elt import contract
+    from antenna_elt.sim.hostile import hostile_messages
+
+    now = 1_795_489_200
+    values = [value for _, _, value, _ in hostile_messages(17, 3000, now)]
+    values += [with_(antenna_id=ANTENNA.upper()), with_(), with_(antenna_id=ANTENNA[:-1] + "g")]
+    contract._CANONICAL.clear()
+    cold = []
+    for value in values:
+        cold.append(parse(value, now + 300))
+        contract._CANONICAL.clear()
+    warm = [parse(value, now + 300) for value in values]
+    assert warm == cold
+    assert len(contract._CANONICAL) > 100  # the hostile set repeats few ids: it was used
+    assert cold[-3:] == [
+        Event(1_764_000_000, DEVICE, ANTENNA, 1234, "SKYPE"),
+        Event(1_764_000_000, DEVICE, ANTENNA, 1234, "SKYPE"),
+        "bad_uuid:antenna_id",
+    ]
+    monkeypatch.setattr(contract, "CANONICAL_LIMIT", 50)
+    contract._CANONICAL.clear()
+    assert [parse(value, now + 300) for value in values] == cold
+    assert len(contract._CANONICAL) <= 50
