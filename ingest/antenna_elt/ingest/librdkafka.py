@@ -48,14 +48,16 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, Any]:
         "fetch.wait.max.ms": 200,
         "check.crcs": False,
         # the pre-fetch queue (one for the consumer): librdkafka's default of 64 MiB would
-        # dominate the ingestor's memory, so its bytes are bounded, to 4 MiB. What makes a
+        # dominate the ingestor's memory, so its bytes are bounded, to 2 MiB. What makes a
         # small queue fast is how long a partition waits once the queue is full: its
         # fetches are postponed by fetch.queue.backoff.ms, 1,000 ms by default, so the
         # fetcher idled most of every second (consume-only 103k messages/s at 8 MiB;
-        # 800-970k at 2-8 MiB with 10 ms; same topic and machine, 2026-11-27). Its count
-        # bound is a partition's: above what the bytes hold, so the bytes are the bound.
+        # 800-970k at 2-8 MiB with 10 ms; same topic and machine, 2026-11-27); 2 MiB
+        # rather than 4 keeps ~7 MiB less at the same rates of both ingestors, which their
+        # writers bound. Its count bound is a partition's: above what the bytes hold, so
+        # the bytes are the bound.
         # README, Benchmarks (BENCH_PARTS=clients).
-        "queued.max.messages.kbytes": 4 * 1024,
+        "queued.max.messages.kbytes": 2 * 1024,
         "queued.min.messages": 200_000,
         "fetch.queue.backoff.ms": 10,
         "session.timeout.ms": 10_000,

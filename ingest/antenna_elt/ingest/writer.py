@@ -152,19 +152,26 @@ def _init(
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except OSError:  # not Linux: the writer still exits when the parent closes the pool
         pass
-    sys.meta_path.insert(0, _NoPandas())
+    sys.meta_path.insert(0, _NotImported())
     _SINK = sink_factory()
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    """Refuses to import pandas in the writer process. No sink uses it, but pyarrow imports
-    it (when installed, as it is beside dbt) on its first ``pa.array`` of a Python list, to
-    ask whether the list is a pandas object: 37 MiB of the lake writer's peak for nothing
-    (README, Benchmarks). pyarrow treats the refusal as pandas not being installed."""
+NOT_IMPORTED = ("pandas", "numpy")
+"""Packages the writer process refuses to import (:class:`_NotImported`)."""
+
+
+class _NotImported(importlib.abc.MetaPathFinder):
+    """Refuses to import pandas and numpy in the writer process. No sink uses them, but
+    pyarrow imports them when installed (as they are beside dbt): pandas on its first
+    ``pa.array`` of a Python list, to ask whether the list is a pandas object (37 MiB of
+    the lake writer's peak), numpy when pyarrow itself is imported (10 MiB with its BLAS).
+    pyarrow treats the refusal as the package not being installed (both are optional to
+    it since pyarrow 16). README, Benchmarks."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is not imported in the writer process", name=name)
+        top = name.partition(".")[0]
+        if top in NOT_IMPORTED:
+            raise ModuleNotFoundError(f"{top} is not imported in the writer process", name=name)
         return None
 
 

@@ -93,19 +93,25 @@ def test_a_batch_validated_in_chunks_lands_each_event_once_in_its_hours_file_in_
 
 
 def modules_and_arrow_threads() -> tuple[bool, int, str]:
-    """Run in the writer process: is pandas imported, Arrow's CPU threads, its allocator."""
+    """Run in the writer process: is pandas or numpy imported, Arrow's CPU threads, its
+    allocator."""
     import sys
 
     import pyarrow as pa
 
-    return "pandas" in sys.modules, pa.cpu_count(), pa.default_memory_pool().backend_name
+    return (
+        "pandas" in sys.modules or "numpy" in sys.modules,
+        pa.cpu_count(),
+        pa.default_memory_pool().backend_name,
+    )
 
 
 def test_the_writer_process_writes_the_lake_without_pandas_on_one_arrow_thread(
     tmp_path: Path,
 ) -> None:
-    """pyarrow would import pandas (37 MiB) on its first array; the writer refuses it, and
-    the lake sink runs Arrow on one thread with the C allocator (issue 15: memory)."""
+    """pyarrow would import pandas (37 MiB) on its first array and numpy (10 MiB) with
+    itself; the writer refuses both, and the lake sink runs Arrow on one thread with the
+    C allocator (issue 15: memory)."""
     batch, expected_files, _, _ = mixed_batch()
     writer = ProcessWriter(functools.partial(LakeSink, str(tmp_path), "g", compact=False))
     try:

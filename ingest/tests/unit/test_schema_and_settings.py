@@ -157,7 +157,7 @@ def test_the_memory_bounding_defaults() -> None:
         4 * 1024 * 1024,
         1024 * 1024,
     )
-    assert config["queued.max.messages.kbytes"] == 4 * 1024
+    assert config["queued.max.messages.kbytes"] == 2 * 1024
     # a partition whose fetches wait out librdkafka's default fetch.queue.backoff.ms (1 s)
     # each time the small queue is full idles the fetcher (consume-only 103k messages/s
     # against 800k+ at 10 ms: README, Benchmarks)
