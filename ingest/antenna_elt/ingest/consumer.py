@@ -130,6 +130,9 @@ class Client:
     default_factory: Callable[..., Any]
     unreachable: Callable[[BaseException], bool]
     """Whether an error of ``open`` means Kafka did not answer (retried with backoff)."""
+    writer_in_process: bool = False
+    """Whether the sink writes in a process of its own, beside the loop (its Python work
+    per message takes a core), rather than in the loop itself (:mod:`.writer`)."""
 
 
 def batch_tuples(partition: int, records: Iterable[Any]) -> Polled:

@@ -174,5 +174,9 @@ def _open(factory: Callable[..., Any], bootstrap_servers: str, group_id: str) ->
 
 
 CLIENT = Client(
-    name="kafka-python", open=_open, default_factory=kafka_consumer, unreachable=_unreachable
+    name="kafka-python",
+    open=_open,
+    default_factory=kafka_consumer,
+    unreachable=_unreachable,
+    writer_in_process=True,  # it decodes in Python: the consumer takes a core
 )

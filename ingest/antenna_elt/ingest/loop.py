@@ -29,7 +29,12 @@ from antenna_elt.ingest.progress import Progress, Stats
 from antenna_elt.ingest.retry import retry
 from antenna_elt.ingest.sink import Sink, SinkUnavailable, StaleBatch
 from antenna_elt.ingest.stopping import StopOnSignal
-from antenna_elt.ingest.writer import ProcessWriter, WriterDied, WriterFactory
+from antenna_elt.ingest.writer import (
+    ProcessWriter,
+    WriterDied,
+    WriterFactory,
+    writing_in_the_loop,
+)
 from antenna_elt.settings import DEFAULT_FUTURE_SKEW
 
 log = logging.getLogger("antenna_elt.ingest")
@@ -86,12 +91,14 @@ class IngestLoop(StopOnSignal):
         options: LoopOptions,
         consumer_factory: Callable[..., Any] | None = None,
         *,
-        writer_factory: WriterFactory = ProcessWriter,
+        writer_factory: WriterFactory | None = None,
         clock: Clock = SYSTEM_CLOCK,
         listener: kafka.RebalanceListener | None = None,
     ):
         """``sink_factory`` builds the writer's sink (the production writer process builds
-        its own with it: then it must be picklable, a class or functools.partial of one)."""
+        its own with it: then it must be picklable, a class or functools.partial of one).
+        The writer is the client's (:attr:`~.consumer.Client.writer_in_process`) unless
+        ``writer_factory`` is given."""
         self.sink = sink_factory()
         self.options = options
         self.clock = clock
@@ -111,6 +118,10 @@ class IngestLoop(StopOnSignal):
         )
         self._batch = Batch(options.topic)
         self._inflight: tuple[Batch, Future[tuple[int, int]]] | None = None
+        if writer_factory is None:
+            writer_factory = (
+                ProcessWriter if self._client.writer_in_process else writing_in_the_loop
+            )
         self._writer = writer_factory(sink_factory)
         self._abandoned = False
 
@@ -139,12 +150,14 @@ class IngestLoop(StopOnSignal):
         self.sink.setup()
         self._consumer = self._connect()
         log.info(
-            "consuming %s from %s as group %s with %s into %s (batch %d messages or %.1f s%s)",
+            "consuming %s from %s as group %s with %s into %s, written by %s "
+            "(batch %d messages or %.1f s%s)",
             opts.topic,
             opts.bootstrap_servers,
             opts.group_id,
             self._client.name,
             self.sink.description,
+            self._writer.where,
             opts.batch_size,
             opts.max_latency,
             ", or as soon as caught up" if opts.flush_when_caught_up else "",

@@ -1,9 +1,11 @@
 """The pipelined writer: validation and the sink's writes run beside the consumer, one
 batch behind it.
 
-kafka-python decodes records in Python, so consuming takes a whole core. In production
-(:class:`ProcessWriter`) the sink lives in one spawned process and writes a batch while
-the next is consumed; :class:`InProcessWriter` writes in the calling thread (unit tests).
+kafka-python decodes records in Python, so consuming takes a whole core: with it the sink
+lives in one spawned process (:class:`ProcessWriter`) and writes a batch while the next is
+consumed. librdkafka decodes in C on threads of its own, so with it the loop writes each
+batch itself (:func:`writing_in_the_loop`, :class:`InProcessWriter`) while librdkafka
+keeps fetching.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger("antenna_elt.ingest")
 
 
 class Writer(Protocol):
+    where: str
+    """Where the sink writes, for the ingestor's first log line."""
+
     def prepare(self, batch: Batch) -> object:
         """What :meth:`submit` needs of ``batch`` that can be made before the previous
         write is done (the process writer's pickle of it), or None."""
@@ -52,7 +57,10 @@ WriterFactory = Callable[[Callable[[], Sink]], Writer]
 
 
 class InProcessWriter:
-    """Writes in the calling thread with a sink of its own: the future is already done."""
+    """Writes in the calling thread with a sink of its own: the future is already done
+    (:func:`writing_in_the_loop`; the unit tests)."""
+
+    where = "the loop itself"
 
     def __init__(self, sink_factory: Callable[[], Sink]):
         self.sink_factory = sink_factory
@@ -77,9 +85,31 @@ class InProcessWriter:
         self.sink.close()
 
 
+def writing_in_the_loop(sink_factory: Callable[[], Sink]) -> InProcessWriter:
+    """The writer of a client that decodes in C on threads of its own (librdkafka): the
+    loop writes each batch itself, in its own thread, while librdkafka keeps fetching
+    into its pre-fetch queue. The loop's Python work is then about a microsecond a
+    message, so a second process buys no speed (a writer thread lost to the GIL even
+    what overlap it gained) and costs a second interpreter (with pyarrow for the lake),
+    the pickling of every batch and its copy on the other side: the lake ingestor's peak
+    fell from ~250 to under 200 MiB and the PostgreSQL ingestor's from ~185 to ~100 MiB,
+    at the same or a higher rate (README, Benchmarks). kafka-python decodes in Python,
+    which takes a whole core: it keeps :class:`ProcessWriter`."""
+    _refuse_unused_packages()
+    return InProcessWriter(sink_factory)
+
+
+def _refuse_unused_packages() -> None:
+    """Install :class:`_NotImported` (once per process)."""
+    if not any(isinstance(finder, _NotImported) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NotImported())
+
+
 class ProcessWriter:
     """One spawned process holding its own sink (built by ``sink_factory``, which must be
     picklable: a class, or functools.partial of one)."""
+
+    where = "a writer process"
 
     def __init__(self, sink_factory: Callable[[], Sink]):
         self.sink_factory = sink_factory
@@ -152,7 +182,7 @@ def _init(
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except OSError:  # not Linux: the writer still exits when the parent closes the pool
         pass
-    sys.meta_path.insert(0, _NotImported())
+    _refuse_unused_packages()
     _SINK = sink_factory()
 
 

@@ -410,6 +410,8 @@ class ClockedWriter:
     when it is submitted: until then its future is not done (the writer is busy), and
     waiting for its result moves the clock to its end."""
 
+    where = "the loop's thread, on a fake clock"
+
     def __init__(self, sink_factory: Callable[[], Any], clock: FakeClock, seconds: float):
         self.inner = InProcessWriter(sink_factory)
         self.clock = clock

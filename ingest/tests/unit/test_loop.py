@@ -280,3 +280,28 @@ def test_unreachable_kafka_fails_a_bounded_run_with_one_line(kafka_client: str) 
     loop.sink = type("S", (), {"setup": lambda self: None, "description": "x"})()  # type: ignore[assignment]
     with pytest.raises(UserError, match=r"^Kafka at scripted:9092 is unreachable; start it"):
         loop.run()
+
+
+@pytest.mark.parametrize(
+    ("client", "writer", "refused"),
+    [("kafka-python", "ProcessWriter", False), (LIBRDKAFKA, "InProcessWriter", True)],
+)
+def test_the_client_chooses_where_the_sink_writes(
+    monkeypatch: pytest.MonkeyPatch, client: str, writer: str, refused: bool
+) -> None:
+    """kafka-python decodes in Python (a core): its sink writes in a process of its own.
+    librdkafka decodes in C: the loop writes each batch itself, in one process with no
+    pandas or numpy (issue 15: memory)."""
+    import functools
+    import sys
+
+    from fakes import MemorySink
+
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the refusal stays here
+    options = LoopOptions(topic="t", group_id="g", bootstrap_servers="k:9092", client=client)
+    loop = IngestLoop(functools.partial(MemorySink, Store(), FakeClock()), options)
+    try:
+        assert type(loop._writer).__name__ == writer
+        assert any(type(f).__name__ == "_NotImported" for f in sys.meta_path) is refused
+    finally:
+        loop._writer.shutdown()
