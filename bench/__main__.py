@@ -1,9 +1,9 @@
 """`make bench`: every figure from one run, as ratios against baselines of the same run.
 
 1. PostgreSQL ingest throughput end to end (`antenna-elt ingest postgres --until-caught-up`
-   as a process) against the ceiling of consuming the same topic with kafka-python and
-   doing nothing, at 1M events; peak memory of the ingestor (process + writer) at 1M and
-   5M events. The lake ingestor (`antenna-elt ingest lake --until-caught-up`) on the same
+   as a process) against the ceiling of consuming the same topic with the same client
+   (ANTENNA_ELT_KAFKA_CLIENT, librdkafka by default) and doing nothing, at 1M events; peak
+   memory of the ingestor (its process tree) at 1M and 5M events. The lake ingestor (`antenna-elt ingest lake --until-caught-up`) on the same
    1M-event topic against the same ceiling, with the files it leaves per hour.
    With BENCH_PARTS including `spark`: `ingest spark` (local[2]) into the lake and into
    PostgreSQL next to `ingest lake` and `ingest postgres`, on one topic, against the same
@@ -119,8 +119,10 @@ def bench_ingest(
             produce_s = simulate(topic, count)
             ceiling = None
             if count == events:
-                log("consume-only ceiling (kafka-python, same settings, same topic)")
-                ceiling = consume_only(settings.kafka_bootstrap_servers, topic, count)
+                log(f"consume-only ceiling ({settings.kafka_client}, same settings, same topic)")
+                ceiling = consume_only(
+                    settings.kafka_bootstrap_servers, topic, count, settings.kafka_client
+                )
             log(f"ingest postgres of {count:,} events")
             result = ingest_postgres(topic, schema, dict(os.environ))
             rate = count / result["seconds"]
@@ -284,8 +286,10 @@ def bench_spark_ingest(settings: Any, events: int) -> dict[str, Any]:
     try:
         log(f"producing {events:,} events to {topic}")
         simulate(topic, events)
-        log("consume-only ceiling (kafka-python, same settings, same topic)")
-        ceiling = consume_only(settings.kafka_bootstrap_servers, topic, events)
+        log(f"consume-only ceiling ({settings.kafka_client}, same settings, same topic)")
+        ceiling = consume_only(
+            settings.kafka_bootstrap_servers, topic, events, settings.kafka_client
+        )
         log("ingest lake, ingest spark, ingest postgres, ingest spark --sink postgres")
         out = {"consume_only_events_per_s": round(ceiling)}
         out.update(bench_ingestors(topic, events, ceiling, work, schema, dict(os.environ)))

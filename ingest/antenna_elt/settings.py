@@ -42,7 +42,7 @@ _CONNINFO_KEYS = {
 }
 KAFKA_CLIENTS = ("kafka-python", "librdkafka")
 """The Kafka client libraries the ingestors can consume with (ANTENNA_ELT_KAFKA_CLIENT)."""
-DEFAULT_KAFKA_CLIENT = "kafka-python"
+DEFAULT_KAFKA_CLIENT = "librdkafka"
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:

@@ -22,7 +22,7 @@ from antenna_elt.errors import UserError
 from antenna_elt.ingest import kafka
 from antenna_elt.ingest.batch import Batch
 from antenna_elt.ingest.clients import client
-from antenna_elt.ingest.consumer import KAFKA_PYTHON, Polled
+from antenna_elt.ingest.consumer import LIBRDKAFKA, Polled
 from antenna_elt.ingest.flush import FlushPolicy
 from antenna_elt.ingest.positions import Positions
 from antenna_elt.ingest.progress import Progress, Stats
@@ -66,7 +66,7 @@ class LoopOptions:
     """With until_caught_up: give up after this many seconds without reaching the end."""
     future_skew: int = DEFAULT_FUTURE_SKEW
     """Seconds an event time may be ahead of its Kafka record's time (contract.future_bound)."""
-    client: str = KAFKA_PYTHON
+    client: str = LIBRDKAFKA
     """The Kafka client library (consumer.CLIENTS)."""
     flush_when_caught_up: bool = False
     """Also flush as soon as the consumer has read everything the topic held at its last

@@ -1,5 +1,5 @@
-"""Whatever dies or runs at once around the ingestors: a writer process killed at any time
-is replaced, and concurrent first runs of every command that creates tables succeed."""
+"""Whatever dies or runs at once around the ingestors: a writer process (kafka-python's)
+killed at any time is replaced, and concurrent first runs of every command that creates tables succeed."""
 
 from __future__ import annotations
 
@@ -46,9 +46,11 @@ def test_a_writer_process_killed_while_idle_is_replaced_and_ingestion_goes_on_ex
     settings: Settings, kafka_topic: str, pg_schema: str, pg_conn: Any, tmp_path: Path
 ) -> None:
     produce(settings, kafka_topic, [(i % 3, event(i)) for i in range(300)])
+    # the client whose sink writes in a process of its own (librdkafka's loop writes itself)
     run = start_ingestor(
-        "postgres", kafka_topic, tmp_path, "--schema", pg_schema, "--max-latency", "0.2"
-    )
+        "postgres", kafka_topic, tmp_path, "--schema", pg_schema, "--max-latency", "0.2",
+        "--kafka-client", "kafka-python",
+    )  # fmt: skip
     try:
 
         def staged() -> list[tuple[int, int]]:

@@ -109,9 +109,11 @@ def test_a_bad_port_is_one_line_naming_the_variable() -> None:
         load_settings({"ANTENNA_ELT_FUTURE_SKEW": "-5"})
 
 
-def test_the_kafka_client_is_kafka_python_unless_the_environment_names_librdkafka() -> None:
-    assert load_settings({}).kafka_client == "kafka-python"
-    assert load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"}).kafka_client == "librdkafka"
+def test_the_kafka_client_is_librdkafka_unless_the_environment_names_kafka_python() -> None:
+    assert load_settings({}).kafka_client == "librdkafka"
+    assert (
+        load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "kafka-python"}).kafka_client == "kafka-python"
+    )
 
 
 def test_an_unknown_kafka_client_is_one_line_naming_the_choices() -> None:
@@ -132,12 +134,12 @@ def test_the_kafka_client_flag_overrides_the_setting_and_refuses_unknown_names(
     from antenna_elt.cli.ingest import loop_options
 
     parser = build_parser()
-    settings = load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "librdkafka"})
+    settings = load_settings({"ANTENNA_ELT_KAFKA_CLIENT": "kafka-python"})
     args = parser.parse_args(["ingest", "postgres"])
-    assert loop_options(args, settings).client == "librdkafka"
-    assert args.flush_when_caught_up is True
-    args = parser.parse_args(["ingest", "lake", "--kafka-client", "kafka-python"])
     assert loop_options(args, settings).client == "kafka-python"
+    assert args.flush_when_caught_up is True
+    args = parser.parse_args(["ingest", "lake", "--kafka-client", "librdkafka"])
+    assert loop_options(args, settings).client == "librdkafka"
     assert args.flush_when_caught_up is False
     with pytest.raises(SystemExit):
         parser.parse_args(["ingest", "lake", "--kafka-client", "rdkafka"])
