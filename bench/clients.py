@@ -11,7 +11,8 @@ For each client (kafka-python, librdkafka), on one topic of BENCH_EVENTS message
   and the ratios did not move);
 - `antenna-elt ingest postgres --until-caught-up` and `ingest lake --until-caught-up` with
   that client, at default settings: events/s, their ratio to that client's ceiling, and
-  the peak resident memory of the ingestor (its process plus its writer process);
+  the peak resident memory of the ingestor (its process tree: with kafka-python, its
+  writer process and multiprocessing's resource tracker too);
 - latency: `ingest postgres` runs live at default settings while the simulator streams
   BENCH_LATENCY_RATE events/s (10k) for BENCH_LATENCY_SECONDS (60); a probe sends a marker
   event every 20 ms and reads the sink's ``ingest_offsets`` every 5 ms (written in the same

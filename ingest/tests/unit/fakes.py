@@ -418,13 +418,24 @@ class ClockedWriter:
         self.seconds = seconds
         self.submitted: list[tuple[float, int]] = []
         """(clock reading, messages) of every batch submitted."""
+        self.prepared: list[tuple[int, bool]] = []
+        """(messages, whether the write before was still running) of every prepare."""
+        self.handed: list[bool] = []
+        """Whether each submit got the prepare of its own batch."""
+        self._last: _ClockedFuture | None = None
 
     def prepare(self, batch: Batch) -> object:
-        return None
+        busy = self._last is not None and not self._last.done()
+        self.prepared.append((len(batch), busy))
+        return ("prepared", id(batch), len(batch))
 
     def submit(self, batch: Batch, prepared: object = None) -> Any:
         self.submitted.append((self.clock.now, len(batch)))
-        return _ClockedFuture(self.inner.submit(batch), self.clock, self.clock.now + self.seconds)
+        self.handed.append(prepared == ("prepared", id(batch), len(batch)))
+        self._last = _ClockedFuture(
+            self.inner.submit(batch), self.clock, self.clock.now + self.seconds
+        )
+        return self._last
 
     def restart(self) -> None:
         self.inner.restart()
