@@ -4,7 +4,8 @@
 antenna_id, bytes, app)`` (equal to an :class:`Event`), or the reject reason as a string:
 a stable, distinct code per kind of breach (``missing_field:id``, ``bad_uuid:antenna_id``,
 ...), so rejects can be counted and explained by reason. Plain tuples and strings keep the
-per-message cost small: kafka-python already bounds ingestion (shared/KNOWN.md).
+per-message cost small: with librdkafka, this parse is most of what bounds ingestion
+(README, Benchmarks).
 
 Both ingestors validate with this one function, so whatever a producer sends lands in both
 sinks as the same values or in both sinks' rejects with the same reason. It never raises:
